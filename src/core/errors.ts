@@ -1,0 +1,68 @@
+// One error class for the whole project: a stable `code` that scripts, exit codes, --json output and the relay
+// can key on, a message that says what to do, and optional context fields. Subsystems add their codes to the
+// table below (and to docs/errors.md) instead of declaring new classes.
+
+export const ERROR_CODES = {
+  // generic
+  INVALID_ARGUMENT: { exit: 2, what: 'a command-line argument or API option is wrong' },
+  NOT_FOUND: { exit: 4, what: 'the named thing does not exist' },
+  EXISTS: { exit: 5, what: 'the target already exists' },
+  PERMISSION: { exit: 6, what: 'the operation needs root or a capability this process lacks' },
+  UNSUPPORTED: { exit: 7, what: 'the input uses a feature this build does not support' },
+  INTERNAL: { exit: 70, what: 'a bug: please report it with the command that caused it' },
+  // flist format and sources
+  FLIST_CORRUPT: { exit: 10, what: 'the flist metadata file is damaged, truncated or not an flist' },
+  FLIST_VERSION: { exit: 10, what: 'the flist was written by a newer format version' },
+  BAD_ARCHIVE: { exit: 11, what: 'a tar or OCI archive is malformed' },
+  UNSAFE_PATH: { exit: 11, what: 'a path escapes the tree (../, absolute, or through a symlink)' },
+  BAD_NAME: { exit: 11, what: 'a file name is not valid UTF-8 or contains a NUL or slash' },
+  // integrity
+  CHUNK_MISSING: { exit: 12, what: 'a chunk or pack is not in the store' },
+  CHUNK_TAMPERED: { exit: 12, what: 'a chunk does not match its id (corrupted or tampered)' },
+  SIGNATURE_INVALID: { exit: 13, what: 'the signature does not verify' },
+  UNTRUSTED_SIGNER: { exit: 13, what: 'the flist is not signed by a trusted key' },
+  // stores
+  STORE_UNAVAILABLE: { exit: 14, what: 'the store cannot be reached or answered with an error' },
+  STORE_READONLY: { exit: 14, what: 'the store cannot be written' },
+  TIMEOUT: { exit: 15, what: 'the operation did not finish in time' },
+} as const satisfies Record<string, { exit: number; what: string }>
+
+export type ErrorCode = keyof typeof ERROR_CODES
+
+const BRAND = Symbol.for('zos.error')
+
+export class ZosError extends Error {
+  readonly code: ErrorCode
+  readonly details: Readonly<Record<string, unknown>>
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'ZosError'
+    this.code = code
+    this.details = Object.freeze({ ...(options.details ?? {}) })
+    Object.defineProperty(this, BRAND, { value: true })
+  }
+
+  get exitCode(): number {
+    return ERROR_CODES[this.code].exit
+  }
+
+  toJSON(): { code: ErrorCode; message: string; details: Readonly<Record<string, unknown>> } {
+    return { code: this.code, message: this.message, details: this.details }
+  }
+
+  /** Works across two copies of the module (a brand, not the prototype chain). */
+  static is(err: unknown): err is ZosError {
+    return typeof err === 'object' && err !== null && (err as Record<symbol, unknown>)[BRAND] === true
+  }
+}
+
+/** Shorthand used at validation edges: `throw zerr('INVALID_ARGUMENT', '...')`. */
+export function zerr(code: ErrorCode, message: string, details?: Record<string, unknown>, cause?: unknown): ZosError {
+  return new ZosError(code, message, { details, cause })
+}
+
+/** The message of any thrown value, for logs and wrapping. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}

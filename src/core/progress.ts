@@ -1,0 +1,46 @@
+// Progress bars for long operations: drawn on stderr only when it is a terminal and --json is off,
+// so scripts and CI logs stay clean.
+import cliProgress from 'cli-progress'
+
+export interface Progress {
+  /** Sets the total (e.g. bytes to process) once it is known. */
+  setTotal(total: number): void
+  increment(delta: number, note?: string): void
+  stop(): void
+}
+
+const silent: Progress = { setTotal() {}, increment() {}, stop() {} }
+
+export function createProgress(label: string, options: { enabled?: boolean; unit?: 'bytes' | 'items' } = {}): Progress {
+  const enabled = (options.enabled ?? true) && process.stderr.isTTY === true
+  if (!enabled) return silent
+  const bytes = (options.unit ?? 'bytes') === 'bytes'
+  const bar = new cliProgress.SingleBar(
+    {
+      stream: process.stderr,
+      format: `${label} [{bar}] {percentage}% | {done}/{all} | {note}`,
+      hideCursor: true,
+      clearOnComplete: true,
+      fps: 10,
+    },
+    cliProgress.Presets.shades_classic,
+  )
+  const fmt = (n: number): string => (bytes ? `${(n / 1048576).toFixed(1)} MiB` : String(n))
+  let total = 0
+  let value = 0
+  bar.start(1, 0, { done: fmt(0), all: '?', note: '' })
+  return {
+    setTotal(t) {
+      total = t
+      bar.setTotal(Math.max(1, t))
+      bar.update(value, { all: fmt(total) })
+    },
+    increment(delta, note) {
+      value += delta
+      bar.update(Math.min(value, Math.max(1, total)), { done: fmt(value), note: note ?? '' })
+    },
+    stop() {
+      bar.stop()
+    },
+  }
+}
