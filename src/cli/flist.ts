@@ -1,5 +1,289 @@
+// `zos flist …`: pack, inspect, ls, cat, unpack, verify, diff.
 import type { Command } from 'commander'
+import { readFile } from 'node:fs/promises'
+import { zerr } from '../core/errors.js'
+import { emit, formatBytes, wantsJson } from './output.js'
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value]
+}
+
+function storeOption(value: string | undefined): string {
+  const url = value ?? process.env.ZOS_STORE
+  if (!url) throw zerr('INVALID_ARGUMENT', 'no store given: pass --store URL (dir:///path or http://host:port) or set ZOS_STORE')
+  return url
+}
+
+async function trustList(specs: readonly string[]): Promise<{ describe: string; matches(pk: Uint8Array): boolean }[]> {
+  const { parseTrust } = await import('../core/keys.js')
+  return Promise.all(specs.map(parseTrust))
+}
+
+async function openFlist(path: string, trust: readonly string[] = []) {
+  const { FlistReader } = await import('../flist/reader.js')
+  return FlistReader.open(path, { trust: await trustList(trust) })
+}
+
+function modeString(mode: number): string {
+  const types: Record<number, string> = { 0o140000: 's', 0o120000: 'l', 0o100000: '-', 0o060000: 'b', 0o040000: 'd', 0o020000: 'c', 0o010000: 'p' }
+  let s = types[mode & 0o170000] ?? '?'
+  const rwx = ['r', 'w', 'x']
+  for (let i = 8; i >= 0; i--) s += mode & (1 << i) ? rwx[(8 - i) % 3] : '-'
+  const chars = s.split('')
+  if (mode & 0o4000) chars[3] = chars[3] === 'x' ? 's' : 'S'
+  if (mode & 0o2000) chars[6] = chars[6] === 'x' ? 's' : 'S'
+  if (mode & 0o1000) chars[9] = chars[9] === 'x' ? 't' : 'T'
+  return chars.join('')
+}
+
+function isoTime(ns: bigint): string {
+  return new Date(Number(ns / 1000000n)).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '')
+}
 
 export function registerFlist(program: Command): void {
-  program.command('flist').description('pack, inspect, verify, unpack and mount flists')
+  const flist = program.command('flist').description('pack, inspect, verify, unpack and mount flists')
+
+  flist
+    .command('pack')
+    .description('pack a directory, tar archive (plain, gzip, zstd; - for stdin) or OCI image into an flist')
+    .argument('<source>', 'directory, tar file, docker-save tarball or OCI layout directory')
+    .requiredOption('-o, --output <file>', 'flist metadata file to write (e.g. image.fl)')
+    .option('-s, --store <url>', 'store for the chunks (dir:///path); default $ZOS_STORE')
+    .option('--encrypt', 'encrypt chunks with AES-256-GCM (the key is kept in the flist: keep it private)')
+    .option('--sign <keyfile>', 'sign the flist root with this publisher key (repeatable)', collect, [])
+    .option('--level <n>', 'zstd level 1-19', '3')
+    .option('--tag <key=value>', 'add a tag (repeatable)', collect, [])
+    .option('--prefetch <listfile>', 'file listing paths to fetch first at mount, one per line (e.g. from `zos flist trace`)')
+    .option('--no-delta', 'do not delta-compress against earlier versions in the store')
+    .option('--workers <n>', 'worker threads (default: number of cores)')
+    .action(async (source: string, opts: Record<string, unknown>, cmd: Command) => {
+      const [{ pack }, { openSource }, { openWritableStore }, { loadKey }, { createProgress }] = await Promise.all([
+        import('../flist/pack.js'),
+        import('../flist/source/open.js'),
+        import('../store/open.js'),
+        import('../core/keys.js'),
+        import('../core/progress.js'),
+      ])
+      const tags: Record<string, string> = {}
+      for (const t of opts.tag as string[]) {
+        const i = t.indexOf('=')
+        if (i <= 0) throw zerr('INVALID_ARGUMENT', `--tag ${t}: use key=value`)
+        tags[t.slice(0, i)] = t.slice(i + 1)
+      }
+      const prefetch = opts.prefetch
+        ? (await readFile(String(opts.prefetch), 'utf8')).split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'))
+        : undefined
+      const signers = await Promise.all((opts.sign as string[]).map(loadKey))
+      const store = await openWritableStore(storeOption(opts.store as string | undefined))
+      const src = await openSource(source)
+      const progress = createProgress('packing', { enabled: !wantsJson(cmd) })
+      try {
+        const result = await pack({
+          source: src,
+          output: String(opts.output),
+          store,
+          level: Number(opts.level),
+          encrypt: Boolean(opts.encrypt),
+          signers,
+          tags,
+          ...(prefetch ? { prefetch } : {}),
+          delta: opts.delta !== false,
+          ...(opts.workers ? { workers: Number(opts.workers) } : {}),
+          onProgress: (bytes, path) => progress.update(bytes, path),
+        })
+        progress.stop()
+        emit(cmd, result, (r) =>
+          [
+            `packed ${src.description} into ${r.output}`,
+            `  root       ${r.root}`,
+            `  tree       ${r.files} files, ${r.dirs} dirs, ${r.symlinks} symlinks, ${r.hardlinks} hard links, ${r.specials} special`,
+            `  content    ${formatBytes(r.bytes)} in ${r.chunks} chunks`,
+            `  new        ${r.newChunks} chunks (${r.deltaChunks} as deltas), ${formatBytes(r.storedBytes)} in ${r.packs} packs`,
+            `  time       ${r.seconds.toFixed(2)} s (${(r.bytes / 1048576 / Math.max(r.seconds, 1e-6)).toFixed(0)} MiB/s)`,
+          ].join('\n'),
+        )
+      } finally {
+        progress.stop()
+        await store.close()
+      }
+    })
+
+  flist
+    .command('inspect')
+    .description('summary of an flist: files, bytes, chunks, dedup, tags, signers')
+    .argument('<file>', 'flist metadata file')
+    .option('--trust <key>', 'require a valid signature by this key (address, public key or key file; repeatable)', collect, [])
+    .action(async (file: string, opts: { trust: string[] }, cmd: Command) => {
+      const reader = await openFlist(file, opts.trust)
+      try {
+        const s = reader.summary()
+        emit(cmd, s, (r) =>
+          [
+            `flist ${file} (format v${r.version})`,
+            `  root        ${r.root}`,
+            `  files       ${r.files} (${formatBytes(r.bytes)}), ${r.dirs} dirs, ${r.symlinks} symlinks, ${r.hardlinks} hard links, ${r.specials} special`,
+            `  chunks      ${r.chunks} (${r.deltaChunks} deltas) in ${r.packs} packs; unique ${formatBytes(r.uniqueBytes)}, stored ${formatBytes(r.storedBytes)}`,
+            `  dedup       ${r.dedupRatio.toFixed(2)}x`,
+            `  chunker     ${r.chunker.algorithm} ${r.chunker.min}/${r.chunker.avg}/${r.chunker.max}`,
+            `  encryption  ${r.encryption}`,
+            `  prefetch    ${r.prefetch} files`,
+            `  signers     ${r.signers.length ? r.signers.map((x) => `${x.address} (${x.valid ? 'valid' : 'INVALID'})`).join(', ') : 'none'}`,
+            ...Object.entries(r.tags).map(([k, v]) => `  tag         ${k} = ${v}`),
+          ].join('\n'),
+        )
+      } finally {
+        reader.close()
+      }
+    })
+
+  flist
+    .command('ls')
+    .description('list a directory of an flist')
+    .argument('<file>', 'flist metadata file')
+    .argument('[path]', 'directory or file inside the flist', '/')
+    .option('-R, --recursive', 'list everything below path')
+    .action(async (file: string, path: string, opts: { recursive?: boolean }, cmd: Command) => {
+      const reader = await openFlist(file)
+      try {
+        const node = reader.resolve(path)
+        const base = path.replace(/^\/+|\/+$/g, '')
+        let rows: { path: string; inode: import('../flist/reader.js').Inode }[]
+        if (opts.recursive) rows = [...reader.walk(node.ino, base)].filter((r) => r.path !== base || node.type !== 'dir')
+        else if (node.type === 'dir') rows = reader.readdir(node.ino).map((d) => ({ path: base ? `${base}/${d.name}` : d.name, inode: reader.inode(d.ino)! }))
+        else rows = [{ path: base, inode: node }]
+        const list = rows.map(({ path: p, inode }) => ({
+          path: '/' + p,
+          type: inode.type,
+          mode: (inode.mode & 0o7777).toString(8),
+          uid: inode.uid,
+          gid: inode.gid,
+          size: inode.size,
+          mtime: inode.mtime,
+          ...(inode.target ? { target: inode.target.toString('utf8') } : {}),
+        }))
+        emit(cmd, list, (l) =>
+          l
+            .map((r, i) => {
+              const inode = rows[i]!.inode
+              const name = r.target !== undefined ? `${r.path} -> ${r.target}` : r.path
+              return `${modeString(inode.mode)} ${String(r.uid).padStart(5)} ${String(r.gid).padStart(5)} ${String(r.size).padStart(12)} ${isoTime(inode.mtime)} ${name}`
+            })
+            .join('\n'),
+        )
+      } finally {
+        reader.close()
+      }
+    })
+
+  flist
+    .command('cat')
+    .description('print a file of an flist (fetched and verified from the store)')
+    .argument('<file>', 'flist metadata file')
+    .argument('<path>', 'file inside the flist')
+    .option('-s, --store <url>', 'store holding the chunks; default $ZOS_STORE')
+    .option('--trust <key>', 'require a valid signature by this key (repeatable)', collect, [])
+    .action(async (file: string, path: string, opts: { store?: string; trust: string[] }) => {
+      const [{ openStore }, { ChunkFetcher }] = await Promise.all([import('../store/open.js'), import('../flist/fetch.js')])
+      const reader = await openFlist(file, opts.trust)
+      const store = await openStore(storeOption(opts.store))
+      try {
+        const node = reader.resolve(path)
+        if (node.type !== 'file') throw zerr('INVALID_ARGUMENT', `${path} is a ${node.type}, not a file`)
+        const fetcher = new ChunkFetcher(reader, store)
+        const extents = reader.extents(node.ino)
+        for (let i = 0; i < extents.length; i += 64) {
+          for (const plain of await fetcher.fetch(extents.slice(i, i + 64).map((e) => e.chunk))) {
+            if (!process.stdout.write(plain)) await new Promise((r) => process.stdout.once('drain', r))
+          }
+        }
+      } finally {
+        reader.close()
+        await store.close()
+      }
+    })
+
+  flist
+    .command('unpack')
+    .description('unpack an flist into a new (or empty) directory; nothing appears there unless it all succeeds')
+    .argument('<file>', 'flist metadata file')
+    .argument('<dir>', 'target directory')
+    .option('-s, --store <url>', 'store holding the chunks; default $ZOS_STORE')
+    .option('--trust <key>', 'require a valid signature by this key (repeatable)', collect, [])
+    .action(async (file: string, dir: string, opts: { store?: string; trust: string[] }, cmd: Command) => {
+      const [{ openStore }, { unpack }, { createProgress }] = await Promise.all([import('../store/open.js'), import('../flist/unpack.js'), import('../core/progress.js')])
+      const reader = await openFlist(file, opts.trust)
+      const store = await openStore(storeOption(opts.store))
+      const progress = createProgress('unpacking', { enabled: !wantsJson(cmd) })
+      progress.setTotal(reader.summary().bytes)
+      try {
+        const r = await unpack(reader, store, dir, { onProgress: (b) => progress.update(b) })
+        progress.stop()
+        for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`)
+        emit(cmd, r, (x) => `unpacked ${x.files} files (${formatBytes(x.bytes)}) into ${x.target}`)
+      } finally {
+        progress.stop()
+        reader.close()
+        await store.close()
+      }
+    })
+
+  flist
+    .command('verify')
+    .description('check the signature and that every chunk is in the store and matches its id')
+    .argument('<file>', 'flist metadata file')
+    .option('-s, --store <url>', 'store holding the chunks; default $ZOS_STORE')
+    .option('--trust <key>', 'require a valid signature by this key (repeatable)', collect, [])
+    .action(async (file: string, opts: { store?: string; trust: string[] }, cmd: Command) => {
+      const [{ openStore }, { verify }, { createProgress }] = await Promise.all([import('../store/open.js'), import('../flist/verify.js'), import('../core/progress.js')])
+      const reader = await openFlist(file, opts.trust)
+      const store = await openStore(storeOption(opts.store))
+      const progress = createProgress('verifying', { enabled: !wantsJson(cmd), unit: 'items' })
+      try {
+        const r = await verify(reader, store, {
+          onProgress: (done, total) => {
+            progress.setTotal(total)
+            progress.update(done)
+          },
+        })
+        progress.stop()
+        emit(cmd, r, (x) =>
+          [
+            `${x.ok ? 'OK' : 'FAILED'}: ${file}`,
+            `  root     ${x.root}`,
+            `  signers  ${x.signers.length ? x.signers.map((s) => `${s.address} (${s.valid ? 'valid' : 'INVALID'})`).join(', ') : 'none'}`,
+            `  chunks   ${x.chunks} checked, ${formatBytes(x.bytes)}; ${x.problems.length} bad`,
+            ...x.problems.map((p) => `  ${p.code} ${p.sid}${p.file ? ` (used by /${p.file})` : ''}: ${p.message}`),
+          ].join('\n'),
+        )
+        if (!r.ok) process.exitCode = r.problems.length ? 12 : 13
+      } finally {
+        progress.stop()
+        reader.close()
+        await store.close()
+      }
+    })
+
+  flist
+    .command('diff')
+    .description('compare two flists: added, removed and changed paths, and the new bytes B needs')
+    .argument('<a>', 'old flist')
+    .argument('<b>', 'new flist')
+    .action(async (a: string, b: string, _opts: unknown, cmd: Command) => {
+      const { diff } = await import('../flist/diff.js')
+      const ra = await openFlist(a)
+      const rb = await openFlist(b)
+      try {
+        const r = diff(ra, rb)
+        emit(cmd, r, (x) =>
+          [
+            ...x.changes.map((c) => `${c.kind === 'added' ? '+' : c.kind === 'removed' ? '-' : 'M'} /${c.path}${c.what ? `  (${c.what.join(', ')})` : ''}`),
+            `${x.changes.length} changes; ${formatBytes(x.newBytes)} of new content, ${formatBytes(x.sharedBytes)} shared`,
+          ].join('\n'),
+        )
+        if (r.changes.length > 0) process.exitCode = 1
+      } finally {
+        ra.close()
+        rb.close()
+      }
+    })
 }

@@ -6,10 +6,12 @@ export interface Progress {
   /** Sets the total (e.g. bytes to process) once it is known. */
   setTotal(total: number): void
   increment(delta: number, note?: string): void
+  /** Sets the absolute value (for callbacks that report totals so far). */
+  update(value: number, note?: string): void
   stop(): void
 }
 
-const silent: Progress = { setTotal() {}, increment() {}, stop() {} }
+const silent: Progress = { setTotal() {}, increment() {}, update() {}, stop() {} }
 
 export function createProgress(label: string, options: { enabled?: boolean; unit?: 'bytes' | 'items' } = {}): Progress {
   const enabled = (options.enabled ?? true) && process.stderr.isTTY === true
@@ -36,7 +38,10 @@ export function createProgress(label: string, options: { enabled?: boolean; unit
       bar.update(value, { all: fmt(total) })
     },
     increment(delta, note) {
-      value += delta
+      this.update(value + delta, note)
+    },
+    update(v, note) {
+      value = v
       bar.update(Math.min(value, Math.max(1, total)), { done: fmt(value), note: note ?? '' })
     },
     stop() {

@@ -1,0 +1,132 @@
+// Publisher and twin keys: secp256k1, the same keys as EVM accounts, so one wallet signs flists, deployments and
+// transactions. Key files are JSON, written with mode 0600 through an atomic rename.
+import { secp256k1 } from '@noble/curves/secp256k1.js'
+import { keccak_256 } from '@noble/hashes/sha3.js'
+import { createHash, randomBytes } from 'node:crypto'
+import { readFile, writeFile, rename, mkdir } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { homedir } from 'node:os'
+import { z } from 'zod'
+import { zerr } from './errors.js'
+
+export interface KeyPair {
+  readonly privateKey: Buffer // 32 bytes
+  readonly publicKey: Buffer // 33 bytes, compressed
+  readonly address: `0x${string}` // EVM address (checksummed)
+}
+
+const KeyFileSchema = z.object({
+  type: z.literal('secp256k1'),
+  privateKey: z.string().regex(/^(0x)?[0-9a-fA-F]{64}$/, 'privateKey must be 32 bytes of hex'),
+  address: z.string().optional(),
+})
+
+/** Default key file: $ZOS_HOME/key.json, or ~/.zos/key.json. */
+export function defaultKeyPath(): string {
+  return join(process.env.ZOS_HOME ?? join(homedir(), '.zos'), 'key.json')
+}
+
+export function keyFromPrivate(privateKey: Uint8Array): KeyPair {
+  if (privateKey.length !== 32 || !secp256k1.utils.isValidSecretKey(privateKey)) {
+    throw zerr('INVALID_ARGUMENT', 'not a valid secp256k1 private key')
+  }
+  const publicKey = Buffer.from(secp256k1.getPublicKey(privateKey, true))
+  return { privateKey: Buffer.from(privateKey), publicKey, address: addressOf(publicKey) }
+}
+
+export function generateKey(): KeyPair {
+  for (;;) {
+    const candidate = randomBytes(32)
+    if (secp256k1.utils.isValidSecretKey(candidate)) return keyFromPrivate(candidate)
+  }
+}
+
+/** EVM address of a public key (compressed or uncompressed), EIP-55 checksummed. */
+export function addressOf(publicKey: Uint8Array): `0x${string}` {
+  const uncompressed = secp256k1.Point.fromBytes(publicKey).toBytes(false)
+  const raw = Buffer.from(keccak_256(uncompressed.subarray(1))).subarray(12).toString('hex')
+  const hash = Buffer.from(keccak_256(Buffer.from(raw, 'ascii'))).toString('hex')
+  let out = ''
+  for (let i = 0; i < raw.length; i++) out += parseInt(hash[i]!, 16) >= 8 ? raw[i]!.toUpperCase() : raw[i]
+  return `0x${out}`
+}
+
+export async function saveKey(path: string, key: KeyPair, options: { overwrite?: boolean } = {}): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 })
+  const body = JSON.stringify(
+    { type: 'secp256k1', privateKey: '0x' + key.privateKey.toString('hex'), publicKey: '0x' + key.publicKey.toString('hex'), address: key.address },
+    null,
+    2,
+  )
+  const tmp = `${path}.${process.pid}.tmp`
+  await writeFile(tmp, body + '\n', { mode: 0o600, flag: 'wx' })
+  if (!options.overwrite) {
+    const exists = await readFile(path).then(() => true, () => false)
+    if (exists) {
+      await import('node:fs/promises').then((fs) => fs.unlink(tmp))
+      throw zerr('EXISTS', `key file ${path} already exists; pass --force to replace it (the old key is lost)`)
+    }
+  }
+  await rename(tmp, path)
+}
+
+export async function loadKey(path: string): Promise<KeyPair> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    throw zerr('NOT_FOUND', `cannot read key file ${path}: create one with \`zos key new\``, { path }, err)
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (err) {
+    throw zerr('INVALID_ARGUMENT', `key file ${path} is not JSON`, { path }, err)
+  }
+  const r = KeyFileSchema.safeParse(parsed)
+  if (!r.success) throw zerr('INVALID_ARGUMENT', `key file ${path} is not a zos key: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`)
+  return keyFromPrivate(Buffer.from(r.data.privateKey.replace(/^0x/, ''), 'hex'))
+}
+
+/** Digest of a domain-separated message: sha256(domain || 0x00 || message). */
+export function domainDigest(domain: string, message: Uint8Array): Buffer {
+  return createHash('sha256').update(domain).update(Buffer.of(0)).update(message).digest()
+}
+
+/** Signs a domain-separated message; returns 65 bytes (r || s || recovery). */
+export function signDomain(key: KeyPair, domain: string, message: Uint8Array): Buffer {
+  const digest = domainDigest(domain, message)
+  const sig = secp256k1.sign(digest, key.privateKey, { prehash: false, format: 'recovered' })
+  // noble's 'recovered' format is recovery || r || s; store r || s || recovery like Ethereum does
+  return Buffer.concat([Buffer.from(sig.subarray(1)), Buffer.from(sig.subarray(0, 1))])
+}
+
+export function verifyDomain(publicKey: Uint8Array, domain: string, message: Uint8Array, signature: Uint8Array): boolean {
+  if (signature.length !== 65) return false
+  try {
+    const digest = domainDigest(domain, message)
+    return secp256k1.verify(signature.subarray(0, 64), digest, publicKey, { prehash: false, format: 'compact' })
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Parses a trusted-key argument: a hex public key (33 or 65 bytes), an EVM address, or a key file path.
+ * Returns a predicate over public keys.
+ */
+export async function parseTrust(spec: string): Promise<{ describe: string; matches(publicKey: Uint8Array): boolean }> {
+  const s = spec.trim()
+  if (/^0x[0-9a-fA-F]{40}$/.test(s)) {
+    const want = s.toLowerCase()
+    return { describe: s, matches: (pk) => addressOf(pk).toLowerCase() === want }
+  }
+  const hex = s.replace(/^0x/, '')
+  if (/^[0-9a-fA-F]{66}$/.test(hex) || /^[0-9a-fA-F]{130}$/.test(hex)) {
+    const want = addressOf(Buffer.from(hex, 'hex')).toLowerCase()
+    return { describe: s, matches: (pk) => addressOf(pk).toLowerCase() === want }
+  }
+  const key = await loadKey(s)
+  const want = key.address.toLowerCase()
+  return { describe: `${s} (${key.address})`, matches: (pk) => addressOf(pk).toLowerCase() === want }
+}

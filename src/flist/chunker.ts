@@ -1,0 +1,105 @@
+// FastCDC content-defined chunking (Xia et al., "FastCDC", USENIX ATC '16) with normalized chunking level 2.
+// Cut points depend only on nearby content, so an edit moves the boundaries of the chunks it touches and no
+// others: unchanged regions of two versions of a file produce identical chunks and deduplicate.
+import { createHash } from 'node:crypto'
+
+export interface ChunkerParams {
+  readonly algorithm: 'fastcdc-gear32-v1'
+  readonly min: number
+  readonly avg: number
+  readonly max: number
+}
+
+export const DEFAULT_CHUNKER: ChunkerParams = Object.freeze({
+  algorithm: 'fastcdc-gear32-v1',
+  min: 16 * 1024,
+  avg: 64 * 1024,
+  max: 256 * 1024,
+})
+
+/**
+ * The gear table: 256 pseudo-random 32-bit values derived from SHA-256 so that any implementation can rebuild
+ * it (gear[i] = first 4 bytes, big endian, of sha256("zos-fastcdc-gear" || byte i)). Documented in
+ * docs/flist-format.md; changing it changes every chunk boundary.
+ */
+export const GEAR: Int32Array = (() => {
+  const table = new Int32Array(256)
+  for (let i = 0; i < 256; i++) {
+    table[i] = createHash('sha256').update('zos-fastcdc-gear').update(Buffer.of(i)).digest().readInt32BE(0)
+  }
+  return table
+})()
+
+function maskOfBits(bits: number): number {
+  // The top `bits` bits of the 32-bit rolling hash: those depend on the most recent 32 bytes.
+  return bits >= 32 ? -1 : (~0 << (32 - bits)) | 0
+}
+
+export function validateChunkerParams(p: ChunkerParams): void {
+  const pow2 = (n: number): boolean => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0
+  if (p.algorithm !== 'fastcdc-gear32-v1') throw new Error(`unknown chunker ${String(p.algorithm)}`)
+  if (!pow2(p.avg) || p.avg < 256 || p.avg > 1 << 26) throw new Error(`chunker avg must be a power of two in [256, 64 MiB], got ${p.avg}`)
+  if (!(Number.isInteger(p.min) && p.min >= 64 && p.min <= p.avg)) throw new Error(`chunker min must be in [64, avg], got ${p.min}`)
+  if (!(Number.isInteger(p.max) && p.max >= p.avg && p.max <= 1 << 28)) throw new Error(`chunker max must be in [avg, 256 MiB], got ${p.max}`)
+}
+
+export class Chunker {
+  readonly params: ChunkerParams
+  private readonly maskS: number
+  private readonly maskL: number
+
+  constructor(params: ChunkerParams = DEFAULT_CHUNKER) {
+    validateChunkerParams(params)
+    this.params = params
+    const bits = Math.log2(params.avg)
+    // Normalized chunking, level 2: a harder mask before the average size, an easier one after it.
+    this.maskS = maskOfBits(bits + 2)
+    this.maskL = maskOfBits(bits - 2)
+  }
+
+  /**
+   * Length of the chunk that starts at `start` in buf[start, end). When fewer than `max` bytes remain and
+   * `final` is false, returns 0: the caller must supply more data (the boundary might lie beyond `end`).
+   */
+  next(buf: Uint8Array, start: number, end: number, final: boolean): number {
+    const { min, avg, max } = this.params
+    const remaining = end - start
+    if (remaining <= 0) return 0
+    if (!final && remaining < max) return 0
+    if (remaining <= min) return remaining
+    const limit = remaining > max ? max : remaining
+    const normal = limit < avg ? limit : avg
+    const maskS = this.maskS
+    const maskL = this.maskL
+    const gear = GEAR
+    let h = 0
+    let i = start + min
+    const normalEnd = start + normal
+    const limitEnd = start + limit
+    for (; i < normalEnd; i++) {
+      h = ((h << 1) + gear[buf[i]!]!) | 0
+      if ((h & maskS) === 0) return i - start + 1
+    }
+    for (; i < limitEnd; i++) {
+      h = ((h << 1) + gear[buf[i]!]!) | 0
+      if ((h & maskL) === 0) return i - start + 1
+    }
+    return limit
+  }
+
+  /**
+   * Cuts buf[0, length) into chunk lengths. With final=false the trailing bytes that may belong to a chunk
+   * continuing in the next buffer are left out; `consumed` says how many bytes the returned chunks cover.
+   */
+  split(buf: Uint8Array, length: number, final: boolean): { lengths: number[]; consumed: number } {
+    const lengths: number[] = []
+    let pos = 0
+    for (;;) {
+      const n = this.next(buf, pos, length, final)
+      if (n === 0) break
+      lengths.push(n)
+      pos += n
+    }
+    return { lengths, consumed: pos }
+  }
+}

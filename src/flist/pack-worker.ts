@@ -1,0 +1,71 @@
+// Worker thread for the packer: content-defined chunking with SHA-256 of every chunk, and chunk encoding.
+import { parentPort } from 'node:worker_threads'
+import { Chunker, type ChunkerParams } from './chunker.js'
+import { encodeChunk, sha256 } from './codec.js'
+
+export interface ChunkRequest {
+  op: 'chunk'
+  params: ChunkerParams
+  data: Uint8Array
+  length: number
+  final: boolean
+}
+export interface ChunkResponse {
+  data: Uint8Array
+  lengths: number[]
+  hashes: Uint8Array // 32 bytes per chunk
+  consumed: number
+}
+
+export interface EncodeItem {
+  offset: number // into `data`
+  length: number
+  sid: string
+  base?: Uint8Array
+}
+export interface EncodeRequest {
+  op: 'encode'
+  data: Uint8Array
+  items: EncodeItem[]
+  level: number
+  key?: Uint8Array
+}
+export interface EncodeResponse {
+  blobs: { codec: number; data: Uint8Array }[]
+}
+
+export type WorkerRequest = ChunkRequest | EncodeRequest
+export type WorkerResponse = ChunkResponse | EncodeResponse
+
+const chunkers = new Map<string, Chunker>()
+
+function handle(req: WorkerRequest): { value: WorkerResponse; transfer: ArrayBuffer[] } {
+  if (req.op === 'chunk') {
+    const key = JSON.stringify(req.params)
+    let chunker = chunkers.get(key)
+    if (!chunker) chunkers.set(key, (chunker = new Chunker(req.params)))
+    const { lengths, consumed } = chunker.split(req.data, req.length, req.final)
+    const hashes = new Uint8Array(lengths.length * 32)
+    let pos = 0
+    lengths.forEach((n, i) => {
+      hashes.set(sha256(req.data.subarray(pos, pos + n)), i * 32)
+      pos += n
+    })
+    return { value: { data: req.data, lengths, hashes, consumed }, transfer: [req.data.buffer as ArrayBuffer, hashes.buffer] }
+  }
+  const key = req.key ? Buffer.from(req.key) : undefined
+  const blobs = req.items.map((item) => {
+    const e = encodeChunk(req.data.subarray(item.offset, item.offset + item.length), item.sid, { level: req.level, base: item.base, key })
+    return { codec: e.codec, data: new Uint8Array(e.data) }
+  })
+  return { value: { blobs }, transfer: blobs.map((b) => b.data.buffer as ArrayBuffer) }
+}
+
+parentPort?.on('message', (req: WorkerRequest) => {
+  try {
+    const { value, transfer } = handle(req)
+    parentPort!.postMessage({ ok: true, value }, transfer)
+  } catch (err) {
+    parentPort!.postMessage({ ok: false, error: err instanceof Error ? err.message : String(err) })
+  }
+})

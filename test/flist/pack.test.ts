@@ -1,0 +1,252 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import { readFile, readdir, lstat, readlink, writeFile, copyFile, stat, truncate } from 'node:fs/promises'
+import Database from 'better-sqlite3'
+import { tempDir, isRoot } from '../helpers/tmp.js'
+import { arraySource, type Spec } from '../helpers/array-source.js'
+import { pack } from '../../src/flist/pack.js'
+import { FlistReader } from '../../src/flist/reader.js'
+import { ChunkFetcher } from '../../src/flist/fetch.js'
+import { unpack } from '../../src/flist/unpack.js'
+import { verify } from '../../src/flist/verify.js'
+import { diff } from '../../src/flist/diff.js'
+import { openWritableStore, openStore } from '../../src/store/open.js'
+import { generateKey, parseTrust } from '../../src/core/keys.js'
+import { computeRoot } from '../../src/flist/root.js'
+import { ZosError } from '../../src/core/errors.js'
+
+const text = (n: number, seed: string): Buffer => {
+  // Identifiers from a seeded generator: compressible like source code, never periodic, and not so
+  // repetitive that zstd's fast match finders lose the long matches a delta needs.
+  const pick = randomBytesSeeded(n, seed.length + 11)
+  const out: string[] = []
+  let length = 0
+  for (let i = 0; length < n && i + 2 < pick.length; i += 2) {
+    const word = `${seed}_${pick.readUInt16BE(i) % 5000}`
+    out.push(word)
+    length += word.length + 1
+  }
+  return Buffer.from(out.join(' ').slice(0, n))
+}
+
+function tree(version: number): Spec[] {
+  const big = text(3_000_000, 'v1')
+  const edited = Buffer.concat([big.subarray(0, 1_500_000), Buffer.from(`edit number ${version}`), big.subarray(1_500_000)])
+  return [
+    { path: '', mode: 0o755, mtimeNs: 1_600_000_000_000_000_001n },
+    { path: 'bin' },
+    { path: 'bin/tool', content: randomBytesSeeded(400_000, 1), mode: 0o4755 },
+    { path: 'etc/config.json', content: Buffer.from(`{"version": ${version}}`), uid: 1000, gid: 100 },
+    { path: 'etc/empty', content: Buffer.alloc(0) },
+    { path: 'lib/big.txt', content: version === 1 ? big : edited, xattrs: { 'user.origin': Buffer.from('test') } },
+    { path: 'lib/big-again.txt', kind: 'hardlink', target: 'lib/big.txt' },
+    { path: 'lib/link', kind: 'symlink', target: '../bin/tool' },
+    { path: 'lib/abs', kind: 'symlink', target: '/etc/passwd' },
+    { path: 'run/fifo', kind: 'fifo', mode: 0o600 },
+    { path: 'tmp', mode: 0o1777 },
+  ]
+}
+
+function randomBytesSeeded(n: number, seed: number): Buffer {
+  const b = Buffer.alloc(n)
+  let x = seed
+  for (let i = 0; i < n; i++) {
+    x = (x * 1664525 + 1013904223) >>> 0
+    b[i] = x >>> 24
+  }
+  return b
+}
+
+async function packTree(dir: string, specs: Spec[], name: string, extra: Partial<Parameters<typeof pack>[0]> = {}) {
+  const store = await openWritableStore(`dir://${join(dir, 'store')}`)
+  try {
+    return await pack({ source: arraySource(specs), output: join(dir, name), store, workers: 2, ...extra })
+  } finally {
+    await store.close()
+  }
+}
+
+test('pack - a tree round-trips through pack, read and unpack', async (t) => {
+  const dir = await tempDir(t)
+  const r = await packTree(dir, tree(1), 'v1.fl')
+  assert.equal(r.files, 4)
+  assert.equal(r.hardlinks, 1)
+  assert.equal(r.symlinks, 2)
+  assert.match(r.root, /^[0-9a-f]{64}$/)
+  const reader = FlistReader.open(join(dir, 'v1.fl'))
+  t.after(() => reader.close())
+  assert.equal(reader.root.toString('hex'), r.root)
+  const big = reader.resolve('lib/big.txt')
+  assert.equal(reader.resolve('lib/big-again.txt').ino, big.ino)
+  assert.equal(big.nlink, 2)
+  assert.equal(reader.resolve('bin/tool').mode & 0o7777, 0o4755)
+  assert.equal(reader.resolve('').mtime, 1_600_000_000_000_000_001n)
+  assert.equal(reader.resolve('etc').type, 'dir') // created implicitly
+  assert.deepEqual(reader.xattrs(big.ino).get('user.origin'), Buffer.from('test'))
+  const store = await openStore(`dir://${join(dir, 'store')}`)
+  t.after(() => store.close())
+  const fetcher = new ChunkFetcher(reader, store)
+  assert.deepEqual(await fetcher.readFile(big.ino, 0, big.size), tree(1)[5]!.content)
+  assert.deepEqual(await fetcher.readFile(big.ino, 1_000_000, 10), tree(1)[5]!.content!.subarray(1_000_000, 1_000_010))
+
+  const out = join(dir, 'out')
+  const u = await unpack(reader, store, out)
+  assert.equal(u.files, 4)
+  assert.deepEqual(await readFile(join(out, 'lib/big.txt')), tree(1)[5]!.content)
+  assert.deepEqual(await readFile(join(out, 'bin/tool')), tree(1)[2]!.content)
+  assert.equal((await stat(join(out, 'lib/big.txt'))).ino, (await stat(join(out, 'lib/big-again.txt'))).ino)
+  assert.equal(await readlink(join(out, 'lib/abs')), '/etc/passwd')
+  assert.ok((await lstat(join(out, 'run/fifo'))).isFIFO())
+  assert.equal((await stat(join(out, 'tmp'))).mode & 0o7777, 0o1777)
+  assert.equal((await stat(join(out, 'bin/tool'))).mode & 0o7777, 0o4755)
+  if (isRoot) assert.equal((await stat(join(out, 'etc/config.json'))).uid, 1000)
+  assert.equal((await stat(join(out, 'lib/big.txt'), { bigint: true })).mtimeNs / 1000n, 1_700_000_000_123_456n)
+  // The target must be new or empty.
+  await assert.rejects(unpack(reader, store, out), (e: unknown) => ZosError.is(e) && e.code === 'EXISTS')
+  assert.deepEqual((await readdir(dir)).filter((n) => n.includes('unpack-')), [])
+})
+
+test('pack - a second version stores only its new bytes, as deltas, and verifies', async (t) => {
+  const dir = await tempDir(t)
+  const v1 = await packTree(dir, tree(1), 'v1.fl')
+  const v2 = await packTree(dir, tree(2), 'v2.fl')
+  assert.ok(v1.storedBytes > 100_000)
+  assert.ok(v2.storedBytes < 2_000, `second version stored ${JSON.stringify(v2)} bytes`)
+  assert.ok(v2.deltaChunks >= 1)
+  const store = await openStore(`dir://${join(dir, 'store')}`)
+  t.after(() => store.close())
+  const r2 = FlistReader.open(join(dir, 'v2.fl'))
+  t.after(() => r2.close())
+  const res = await verify(r2, store)
+  assert.equal(res.ok, true)
+  assert.equal(res.problems.length, 0)
+  const fetcher = new ChunkFetcher(r2, store)
+  const big = r2.resolve('lib/big.txt')
+  assert.deepEqual(await fetcher.readFile(big.ino, 0, big.size), tree(2)[5]!.content)
+  const r1 = FlistReader.open(join(dir, 'v1.fl'))
+  t.after(() => r1.close())
+  const d = diff(r1, r2)
+  assert.deepEqual(d.changes.map((c) => c.path).sort(), ['etc/config.json', 'lib/big-again.txt', 'lib/big.txt'])
+  assert.ok(d.newBytes < 200_000)
+})
+
+test('pack - signatures: trusted, untrusted, and altered after signing', async (t) => {
+  const dir = await tempDir(t)
+  const key = generateKey()
+  const other = generateKey()
+  await packTree(dir, tree(1), 'signed.fl', { signers: [key] })
+  const ok = FlistReader.open(join(dir, 'signed.fl'), { trust: [await parseTrust(key.address)] })
+  assert.equal(ok.signers[0]!.valid, true)
+  ok.close()
+  const otherTrust = await parseTrust(other.address)
+  assert.throws(() => FlistReader.open(join(dir, 'signed.fl'), { trust: [otherTrust] }), (e: unknown) => ZosError.is(e) && e.code === 'UNTRUSTED_SIGNER')
+  // An attacker edits a mode and re-seals, but cannot re-sign.
+  const forged = join(dir, 'forged.fl')
+  await copyFile(join(dir, 'signed.fl'), forged)
+  const db = new Database(forged)
+  db.prepare('UPDATE inode SET mode = mode | 2048 WHERE ino = 2').run()
+  db.prepare('UPDATE seal SET root = ?').run(computeRoot(db))
+  db.close()
+  assert.throws(() => FlistReader.open(forged, { trust: [{ describe: key.address, matches: (pk: Uint8Array) => Buffer.from(pk).equals(key.publicKey) }] }), (e: unknown) => ZosError.is(e) && e.code === 'SIGNATURE_INVALID')
+  // Without re-sealing, the change is caught as corruption even for readers that trust no one.
+  const edited = join(dir, 'edited.fl')
+  await copyFile(join(dir, 'signed.fl'), edited)
+  const db2 = new Database(edited)
+  db2.prepare('UPDATE inode SET uid = 7 WHERE ino = 2').run()
+  db2.close()
+  assert.throws(() => FlistReader.open(edited), (e: unknown) => ZosError.is(e) && e.code === 'FLIST_CORRUPT' && /root hash/.test(e.message))
+})
+
+test('pack - corrupted, truncated and foreign metadata files are refused clearly', async (t) => {
+  const dir = await tempDir(t)
+  await packTree(dir, tree(1), 'ok.fl')
+  const bytes = await readFile(join(dir, 'ok.fl'))
+  const truncated = join(dir, 'truncated.fl')
+  await writeFile(truncated, bytes.subarray(0, Math.floor(bytes.length / 2)))
+  assert.throws(() => FlistReader.open(truncated), (e: unknown) => ZosError.is(e) && e.code === 'FLIST_CORRUPT')
+  const flipped = join(dir, 'flipped.fl')
+  const copy = Buffer.from(bytes)
+  const at = copy.indexOf(Buffer.from('config.json'))
+  assert.ok(at > 0)
+  copy[at]! ^= 0x01 // 'c' → 'b': a valid file, a different name
+  await writeFile(flipped, copy)
+  assert.throws(() => FlistReader.open(flipped), (e: unknown) => ZosError.is(e) && e.code === 'FLIST_CORRUPT', 'a flipped bit in a name')
+  const junk = join(dir, 'junk.fl')
+  await writeFile(junk, randomBytes(8192))
+  assert.throws(() => FlistReader.open(junk), (e: unknown) => ZosError.is(e) && e.code === 'FLIST_CORRUPT')
+  const other = join(dir, 'other.db')
+  const db = new Database(other)
+  db.exec('CREATE TABLE inode (ino INTEGER); CREATE TABLE block (id BLOB); CREATE TABLE route (url TEXT); INSERT INTO inode VALUES (1)')
+  db.close()
+  assert.throws(() => FlistReader.open(other), (e: unknown) => ZosError.is(e) && e.code === 'UNSUPPORTED' && /rfs/.test(e.message))
+  assert.throws(() => FlistReader.open(join(dir, 'nope.fl')), (e: unknown) => ZosError.is(e) && e.code === 'NOT_FOUND')
+})
+
+test('pack - a tampered or missing pack is found by verify and never served', async (t) => {
+  const dir = await tempDir(t)
+  await packTree(dir, tree(1), 'v1.fl')
+  const reader = FlistReader.open(join(dir, 'v1.fl'))
+  t.after(() => reader.close())
+  const big = reader.chunk(reader.extents(reader.resolve('lib/big.txt').ino)[3]!.chunk)
+  const packPath = join(dir, 'store', 'packs', big.pack.slice(0, 2), `${big.pack}.pack`)
+  const data = await readFile(packPath)
+  data[big.offset + Math.floor(big.length / 2)]! ^= 0x01
+  await writeFile(packPath, data)
+  const store = await openStore(`dir://${join(dir, 'store')}`)
+  t.after(() => store.close())
+  const res = await verify(reader, store)
+  assert.equal(res.ok, false)
+  const bad = res.problems.find((p) => p.sid === big.sid)
+  assert.ok(bad, 'the flipped chunk is reported')
+  assert.equal(bad.code, 'CHUNK_TAMPERED')
+  assert.ok(bad.file === 'lib/big.txt' || bad.file === 'lib/big-again.txt', `reported file ${bad.file}`)
+  const fetcher = new ChunkFetcher(reader, store)
+  await assert.rejects(fetcher.fetch([big.id]), (e: unknown) => ZosError.is(e) && e.code === 'CHUNK_TAMPERED' && e.message.includes(big.sid))
+  // A failed unpack leaves nothing at the target.
+  await assert.rejects(unpack(reader, store, join(dir, 'out')), (e: unknown) => ZosError.is(e) && e.code === 'CHUNK_TAMPERED')
+  await assert.rejects(stat(join(dir, 'out')))
+  await truncate(packPath, 10)
+  await assert.rejects(fetcher.fetch([big.id]), (e: unknown) => ZosError.is(e) && e.code === 'CHUNK_MISSING')
+})
+
+test('pack - encrypted flists keep plaintext and plaintext ids out of the store', async (t) => {
+  const dir = await tempDir(t)
+  const specs: Spec[] = [{ path: 'secret.txt', content: text(500_000, 'classified') }]
+  const r = await packTree(dir, specs, 'enc.fl', { encrypt: true })
+  const reader = FlistReader.open(join(dir, 'enc.fl'))
+  t.after(() => reader.close())
+  assert.equal(reader.summary().encryption, 'aes-256-gcm')
+  const chunk = reader.chunk(reader.extents(reader.resolve('secret.txt').ino)[0]!.chunk)
+  assert.notEqual(chunk.sid, chunk.hash.toString('hex'))
+  const packs = join(dir, 'store', 'packs')
+  for (const sub of await readdir(packs)) {
+    for (const f of await readdir(join(packs, sub))) {
+      const body = await readFile(join(packs, sub, f))
+      assert.ok(!body.includes(Buffer.from('classified')), 'plaintext leaked into a pack')
+    }
+  }
+  const idx = new Database(join(dir, 'store', 'index.db'), { readonly: true })
+  const sids = (idx.prepare('SELECT sid FROM chunks').all() as { sid: string }[]).map((x) => x.sid)
+  idx.close()
+  assert.ok(!sids.includes(chunk.hash.toString('hex')))
+  const store = await openStore(`dir://${join(dir, 'store')}`)
+  t.after(() => store.close())
+  assert.deepEqual(await new ChunkFetcher(reader, store).readFile(reader.resolve('secret.txt').ino, 0, 500_000), specs[0]!.content)
+  assert.ok(r.storedBytes > 0)
+})
+
+test('pack - bad entries are refused and no flist is left behind', async (t) => {
+  const dir = await tempDir(t)
+  const cases: [Spec[], string][] = [
+    [[{ path: 'a', content: Buffer.from('x') }, { path: 'a/b', content: Buffer.from('y') }], 'BAD_ARCHIVE'],
+    [[{ path: 'x', kind: 'hardlink', target: 'missing' }], 'BAD_ARCHIVE'],
+    [[{ path: 'bad\uFFFDname', content: Buffer.from('x') }], 'BAD_NAME'],
+    [[{ path: 'a', content: Buffer.from('x') }, { path: 'a', content: Buffer.from('y') }], 'BAD_ARCHIVE'],
+  ]
+  for (const [specs, code] of cases) {
+    await assert.rejects(packTree(dir, specs, 'bad.fl'), (e: unknown) => ZosError.is(e) && e.code === code, code)
+    assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.fl') || n.includes('partial')), [])
+  }
+})
