@@ -263,6 +263,7 @@ export async function pack(options: PackOptions): Promise<PackResult> {
       const data = res.data
       // Decide, chunk by chunk, what is already stored and what must be encoded.
       const items: (EncodeItem & { idx: number; hash: Buffer; id: number; baseSid?: string })[] = []
+      const itemAt = new Map<number, (typeof items)[number]>()
       const fresh: { idx: number; sid: string; hash: Buffer; offset: number; length: number }[] = []
       let pos = 0
       const first = sids.length
@@ -285,7 +286,9 @@ export async function pack(options: PackOptions): Promise<PackResult> {
         }
         const id = writer.allocateChunk()
         chunkIds.set(f.sid, id)
-        items.push({ idx: f.idx, offset: f.offset, length: f.length, sid: f.sid, hash: f.hash, id })
+        const item = { idx: f.idx, offset: f.offset, length: f.length, sid: f.sid, hash: f.hash, id }
+        items.push(item)
+        itemAt.set(f.idx, item)
       }
       // Delta bases, chosen by position relative to the last chunk this version shares with the old one.
       if (useDelta && oldSids.length > 0) {
@@ -294,7 +297,7 @@ export async function pack(options: PackOptions): Promise<PackResult> {
         for (let c = first; c < sids.length; c++) {
           const oi = oldIndex.get(sids[c]!)
           if (oi !== undefined) anchor = { newIdx: c, oldIdx: oi }
-          const item = items.find((it) => it.idx === c)
+          const item = itemAt.get(c)
           if (!item) continue
           const b = pickBase(c, oldSids, oldIndex, anchor)
           if (b && b !== item.sid) {
@@ -325,14 +328,20 @@ export async function pack(options: PackOptions): Promise<PackResult> {
         }
       }
       for (let c = first; c < sids.length; c++) extents[c]!.chunk = chunkIds.get(sids[c]!)!
+      // Keep the unconsumed tail for the next segment (copied: the segment moves to the worker).
+      carry = data.slice(res.consumed, length)
+      fileOffset += res.consumed
       if (items.length) {
-        const enc = (await pool.run({
-          op: 'encode',
-          data,
-          items: items.map(({ offset, length, sid, base }) => ({ offset, length, sid, ...(base ? { base } : {}) })),
-          level,
-          ...(key ? { key: new Uint8Array(key) } : {}),
-        })) as EncodeResponse
+        const enc = (await pool.run(
+          {
+            op: 'encode',
+            data,
+            items: items.map(({ offset, length, sid, base }) => ({ offset, length, sid, ...(base ? { base } : {}) })),
+            level,
+            ...(key ? { key: new Uint8Array(key) } : {}),
+          },
+          [data.buffer],
+        )) as EncodeResponse
         enc.blobs.forEach((blob, i) => {
           const item = items[i]!
           if (blob.codec === CODEC_ZSTD_DELTA) result.deltaChunks++
@@ -344,9 +353,6 @@ export async function pack(options: PackOptions): Promise<PackResult> {
         })
         await packs.settle(4)
       }
-      fileOffset += res.consumed
-      // Keep the unconsumed tail for the next segment.
-      carry = data.slice(res.consumed, length)
     }
 
     for await (const piece of content.stream()) {

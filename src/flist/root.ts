@@ -1,10 +1,10 @@
-// The root hash: SHA-256 over a canonical stream of every row of every table in ROOT_TABLES. Two flists with
-// the same root have the same tree, the same bytes (chunk hashes) and the same store locations.
+// The root hash: SHA-256 over a canonical stream of the rows ROOT_QUERIES select. Two flists with the same root
+// have the same tree, attributes, tags and content (by chunk hash), wherever their chunks are stored.
 // Value encoding: integer 'i' + int64 BE; text 't' + u32 BE length + UTF-8; blob 'b' + u32 length + bytes;
 // null 'n'. Each table starts with 'T' + its name (as text), each row with 'R'.
 import { createHash, type Hash } from 'node:crypto'
 import type Database from 'better-sqlite3'
-import { ROOT_DOMAIN, ROOT_TABLES } from './schema.js'
+import { ROOT_DOMAIN, ROOT_QUERIES } from './schema.js'
 
 function writeValue(h: Hash, v: unknown, scratch: Buffer): void {
   if (v === null || v === undefined) {
@@ -34,10 +34,10 @@ export function computeRoot(db: Database.Database): Buffer {
   h.update(ROOT_DOMAIN)
   h.update(Buffer.of(0))
   const scratch = Buffer.alloc(9)
-  for (const table of ROOT_TABLES) {
+  for (const query of ROOT_QUERIES) {
     h.update('T')
-    writeValue(h, table.name, scratch)
-    const stmt = db.prepare(`SELECT ${table.columns.join(', ')} FROM ${table.name} ORDER BY ${table.order}`).raw(true).safeIntegers(true)
+    writeValue(h, query.name, scratch)
+    const stmt = db.prepare(query.sql).raw(true).safeIntegers(true)
     for (const row of stmt.iterate() as Iterable<unknown[]>) {
       h.update('R')
       for (const v of row) writeValue(h, v, scratch)

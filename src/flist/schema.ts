@@ -42,16 +42,21 @@ CREATE TABLE seal (root BLOB NOT NULL) STRICT;
 CREATE TABLE signature (pubkey BLOB PRIMARY KEY, sig BLOB NOT NULL) STRICT, WITHOUT ROWID;
 `
 
-/** Tables covered by the root hash, in hashing order, each with its columns in order and its ORDER BY. */
-export const ROOT_TABLES: ReadonlyArray<{ name: string; columns: readonly string[]; order: string }> = [
-  { name: 'meta', columns: ['key', 'value'], order: 'key' },
-  { name: 'inode', columns: ['ino', 'mode', 'uid', 'gid', 'size', 'rdev', 'nlink', 'mtime', 'atime', 'ctime', 'target'], order: 'ino' },
-  { name: 'dirent', columns: ['parent', 'name', 'ino'], order: 'parent, name' },
-  { name: 'xattr', columns: ['ino', 'name', 'value'], order: 'ino, name' },
-  { name: 'chunk', columns: ['id', 'hash', 'size', 'pack', 'offset', 'length', 'codec', 'base'], order: 'id' },
-  { name: 'extent', columns: ['ino', 'offset', 'chunk'], order: 'ino, offset' },
-  { name: 'tag', columns: ['key', 'value'], order: 'key' },
-  { name: 'prefetch', columns: ['seq', 'ino'], order: 'seq' },
+/**
+ * What the root hash covers, in hashing order: the tree and its content, by chunk hash. Where chunks are
+ * stored (pack, offset, codec, delta base) is deliberately left out: every fetched chunk is checked against
+ * its hash anyway, so a wrong location can only fail a read, never change a byte; and leaving it out makes the
+ * root a pure content identity: the same tree packed twice, or into another store, has the same root and
+ * keeps its signature.
+ */
+export const ROOT_QUERIES: ReadonlyArray<{ name: string; sql: string }> = [
+  { name: 'meta', sql: 'SELECT key, value FROM meta ORDER BY key' },
+  { name: 'inode', sql: 'SELECT ino, mode, uid, gid, size, rdev, nlink, mtime, atime, ctime, target FROM inode ORDER BY ino' },
+  { name: 'dirent', sql: 'SELECT parent, name, ino FROM dirent ORDER BY parent, name' },
+  { name: 'xattr', sql: 'SELECT ino, name, value FROM xattr ORDER BY ino, name' },
+  { name: 'extent', sql: 'SELECT e.ino, e.offset, c.hash, c.size FROM extent e LEFT JOIN chunk c ON c.id = e.chunk ORDER BY e.ino, e.offset' },
+  { name: 'tag', sql: 'SELECT key, value FROM tag ORDER BY key' },
+  { name: 'prefetch', sql: 'SELECT seq, ino FROM prefetch ORDER BY seq' },
 ]
 
 export const ROOT_DOMAIN = 'zos-flist-root-v1'

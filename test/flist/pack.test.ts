@@ -250,3 +250,14 @@ test('pack - bad entries are refused and no flist is left behind', async (t) => 
     assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.fl') || n.includes('partial')), [])
   }
 })
+
+test('pack - the root is a content identity: same tree, other store, same root', async (t) => {
+  const a = await tempDir(t)
+  const b = await tempDir(t)
+  const r1 = await packTree(a, tree(1), 'x.fl')
+  await packTree(b, tree(2), 'warm.fl') // b's store already holds other chunks and path hints
+  const r2 = await packTree(b, tree(1), 'x.fl', { workers: 1 })
+  assert.equal(r2.root, r1.root)
+  const r3 = await packTree(b, tree(2), 'y.fl')
+  assert.notEqual(r3.root, r1.root)
+})
