@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   BAD_ARCHIVE: { exit: 11, what: 'a tar or OCI archive is malformed' },
   UNSAFE_PATH: { exit: 11, what: 'a path escapes the tree (../, absolute, or through a symlink)' },
   BAD_NAME: { exit: 11, what: 'a file name is not valid UTF-8 or contains a NUL or slash' },
+  SOURCE_CHANGED: { exit: 11, what: 'a source file or archive changed while it was being read' },
   // integrity
   CHUNK_MISSING: { exit: 12, what: 'a chunk or pack is not in the store' },
   CHUNK_TAMPERED: { exit: 12, what: 'a chunk does not match its id (corrupted or tampered)' },
@@ -25,6 +26,20 @@ export const ERROR_CODES = {
   STORE_UNAVAILABLE: { exit: 14, what: 'the store cannot be reached or answered with an error' },
   STORE_READONLY: { exit: 14, what: 'the store cannot be written' },
   TIMEOUT: { exit: 15, what: 'the operation did not finish in time' },
+  // FUSE mounts
+  FUSE_UNAVAILABLE: { exit: 16, what: '/dev/fuse is missing or the kernel has no FUSE support' },
+  MOUNT_FAILED: { exit: 16, what: 'mounting or unmounting a filesystem failed' },
+  // ledger
+  NOT_OWNER: { exit: 20, what: "the caller's twin does not own the farm, node or contract" },
+  NO_TWIN: { exit: 20, what: 'the calling account has no twin on the ledger' },
+  UNAUTHORIZED: { exit: 20, what: 'the caller lacks the role the call needs (council, node, faucet on a dev ledger)' },
+  NAME_TAKEN: { exit: 21, what: 'the farm or gateway name is already registered' },
+  NO_IPS_FREE: { exit: 21, what: 'the farm has fewer free public IPs than requested' },
+  INSUFFICIENT_FUNDS: { exit: 22, what: 'the account balance is too low for the operation' },
+  INVALID_STATE: { exit: 23, what: 'the object is in a state that does not allow the operation' },
+  LEDGER_UNAVAILABLE: { exit: 24, what: 'the ledger JSON-RPC endpoint cannot be reached or failed' },
+  LEDGER_REVERT: { exit: 25, what: 'the ledger rejected the transaction for a reason zos does not know' },
+  LEDGER_MISMATCH: { exit: 26, what: 'the ledger was deployed from contracts other than this zos build expects' },
 } as const satisfies Record<string, { exit: number; what: string }>
 
 export type ErrorCode = keyof typeof ERROR_CODES

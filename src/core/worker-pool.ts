@@ -2,6 +2,7 @@
 // Used for CPU-bound work (chunking, hashing, compression) so that packing scales with cores.
 import { Worker, type TransferListItem } from 'node:worker_threads'
 import { availableParallelism } from 'node:os'
+import { ERROR_CODES, ZosError, type ErrorCode } from './errors.js'
 
 interface Task {
   request: unknown
@@ -36,11 +37,12 @@ export class WorkerPool<Req, Res> {
       ? new Worker(`import('tsx/esm/api').then((api) => { api.register(); return import(${JSON.stringify(moduleUrl.href)}) })`, { eval: true })
       : new Worker(moduleUrl)
     const slot: Slot = { worker }
-    slot.worker.on('message', (msg: { ok: boolean; value?: unknown; error?: string }) => {
+    slot.worker.on('message', (msg: { ok: boolean; value?: unknown; error?: string; code?: string }) => {
       const task = slot.task
       slot.task = undefined
       if (task) {
         if (msg.ok) task.resolve(msg.value)
+        else if (msg.code && msg.code in ERROR_CODES) task.reject(new ZosError(msg.code as ErrorCode, msg.error ?? 'worker failed'))
         else task.reject(new Error(msg.error ?? 'worker failed'))
       }
       this.dispatch()

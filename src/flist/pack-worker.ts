@@ -1,4 +1,5 @@
 // Worker thread for the packer: content-defined chunking with SHA-256 of every chunk, and chunk encoding.
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs'
 import { parentPort } from 'node:worker_threads'
 import { Chunker, type ChunkerParams } from './chunker.js'
 import { encodeChunk, sha256 } from './codec.js'
@@ -7,11 +8,16 @@ export interface ChunkRequest {
   op: 'chunk'
   params: ChunkerParams
   data: Uint8Array
+  /** Bytes of `data` that are filled (the rest is room for `read`). */
   length: number
   final: boolean
+  /** Read `length` more bytes from this local file into data[length…] first. */
+  read?: { path: string; offset: number; length: number; fileSize: number }
 }
 export interface ChunkResponse {
   data: Uint8Array
+  /** Filled bytes of data (after any read). */
+  length: number
   lengths: number[]
   hashes: Uint8Array // 32 bytes per chunk
   consumed: number
@@ -47,8 +53,30 @@ const chunkers = new Map<string, Chunker>()
   new Chunker().split(warm, warm.length, true)
 }
 
+class SourceChanged extends Error {}
+
+/** Fills data[at, at+length) from a local file, checking that the file still has the size it was walked with. */
+function readInto(data: Uint8Array, at: number, read: NonNullable<ChunkRequest['read']>): void {
+  const fd = openSync(read.path, constants.O_RDONLY | constants.O_NOFOLLOW)
+  try {
+    if (fstatSync(fd).size !== read.fileSize) throw new SourceChanged(`${read.path} changed size while it was being packed`)
+    let done = 0
+    while (done < read.length) {
+      const n = readSync(fd, data, at + done, read.length - done, read.offset + done)
+      if (n === 0) throw new SourceChanged(`${read.path} shrank while it was being packed`)
+      done += n
+    }
+  } finally {
+    closeSync(fd)
+  }
+}
+
 function handle(req: WorkerRequest): { value: WorkerResponse; transfer: ArrayBuffer[] } {
   if (req.op === 'chunk') {
+    if (req.read) {
+      readInto(req.data, req.length, req.read)
+      req.length += req.read.length
+    }
     const key = JSON.stringify(req.params)
     let chunker = chunkers.get(key)
     if (!chunker) chunkers.set(key, (chunker = new Chunker(req.params)))
@@ -59,7 +87,7 @@ function handle(req: WorkerRequest): { value: WorkerResponse; transfer: ArrayBuf
       hashes.set(sha256(req.data.subarray(pos, pos + n)), i * 32)
       pos += n
     })
-    return { value: { data: req.data, lengths, hashes, consumed }, transfer: [req.data.buffer as ArrayBuffer, hashes.buffer] }
+    return { value: { data: req.data, length: req.length, lengths, hashes, consumed }, transfer: [req.data.buffer as ArrayBuffer, hashes.buffer] }
   }
   const key = req.key ? Buffer.from(req.key) : undefined
   const blobs = req.items.map((item) => {
@@ -74,6 +102,6 @@ parentPort?.on('message', (req: WorkerRequest) => {
     const { value, transfer } = handle(req)
     parentPort!.postMessage({ ok: true, value }, transfer)
   } catch (err) {
-    parentPort!.postMessage({ ok: false, error: err instanceof Error ? err.message : String(err) })
+    parentPort!.postMessage({ ok: false, error: err instanceof Error ? err.message : String(err), ...(err instanceof SourceChanged ? { code: 'SOURCE_CHANGED' } : {}) })
   }
 })

@@ -12,7 +12,7 @@ import { WorkerPool, siblingModule } from '../core/worker-pool.js'
 import type { ChunkLocation, WritableStore } from '../store/types.js'
 import { DEFAULT_CHUNKER, validateChunkerParams, type ChunkerParams } from './chunker.js'
 import { CODEC_ZSTD_DELTA, ChunkDecodeError, decodeChunk, sha256, storeId } from './codec.js'
-import type { WorkerRequest, WorkerResponse, ChunkResponse, EncodeResponse, EncodeItem } from './pack-worker.js'
+import type { WorkerRequest, WorkerResponse, ChunkRequest, ChunkResponse, EncodeResponse, EncodeItem } from './pack-worker.js'
 import { TAG_KEYS, TYPE_BITS, encodeDev, S_IFDIR, ROOT_INO } from './schema.js'
 import type { Source, SourceEntry } from './source/types.js'
 import { FlistWriter, type InodeAttrs } from './writer.js'
@@ -257,10 +257,10 @@ export async function pack(options: PackOptions): Promise<PackResult> {
     let seg = new Uint8Array(Math.min(entry.size, SEGMENT) + chunker.max)
     let fill = 0
 
-    const runSegment = async (final: boolean): Promise<void> => {
-      const length = fill
-      const res = (await pool.run({ op: 'chunk', params: chunker, data: seg, length, final }, [seg.buffer])) as ChunkResponse
+    const runSegment = async (final: boolean, read?: ChunkRequest['read']): Promise<void> => {
+      const res = (await pool.run({ op: 'chunk', params: chunker, data: seg, length: fill, final, ...(read ? { read } : {}) }, [seg.buffer])) as ChunkResponse
       const data = res.data
+      const length = res.length
       // Decide, chunk by chunk, what is already stored and what must be encoded.
       const items: (EncodeItem & { idx: number; hash: Buffer; id: number; baseSid?: string })[] = []
       const itemAt = new Map<number, (typeof items)[number]>()
@@ -340,7 +340,7 @@ export async function pack(options: PackOptions): Promise<PackResult> {
             level,
             ...(key ? { key: new Uint8Array(key) } : {}),
           },
-          [data.buffer],
+          [data.buffer as ArrayBuffer],
         )) as EncodeResponse
         enc.blobs.forEach((blob, i) => {
           const item = items[i]!
@@ -355,7 +355,21 @@ export async function pack(options: PackOptions): Promise<PackResult> {
       }
     }
 
-    for await (const piece of content.stream()) {
+    if (content.local) {
+      // The worker reads the bytes itself: nothing passes through this thread but the segment buffer.
+      const { path, offset, fileSize } = content.local
+      while (total < entry.size) {
+        const n = Math.min(SEGMENT, entry.size - total)
+        seg = new Uint8Array(carry.length + n)
+        seg.set(carry)
+        fill = carry.length
+        await runSegment(total + n === entry.size, { path, offset: offset + total, length: n, fileSize })
+        total += n
+        bytesRead += n
+        options.onProgress?.(bytesRead, entry.path)
+      }
+      fill = 0
+    } else for await (const piece of content.stream()) {
       total += piece.length
       if (total > entry.size) throw zerr('BAD_ARCHIVE', `${entry.path} grew while it was being read (expected ${entry.size} bytes)`, { path: entry.path })
       let off = 0

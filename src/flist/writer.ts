@@ -160,7 +160,6 @@ export class FlistWriter {
     db.pragma(`application_id = ${APPLICATION_ID}`)
     db.pragma(`user_version = ${FORMAT_VERSION}`)
     db.pragma('journal_mode = DELETE')
-    db.exec('VACUUM')
     db.close()
     const fd = openSync(this.tmp, 'r')
     fsyncSync(fd)

@@ -32,13 +32,6 @@ export async function openDir(path: string, options: DirOptions = {}): Promise<D
   return new DirSource(root, `directory ${path}`, options.warn ?? ((m) => process.stderr.write(`warning: ${m}\n`)))
 }
 
-interface Walk {
-  readonly xattrs: XattrMap
-  /** "dev:ino" → path of the first regular file seen with that inode. */
-  readonly links: Map<string, string>
-  count: number
-}
-
 export class DirSource implements Source {
   constructor(
     private readonly root: string,
@@ -47,9 +40,23 @@ export class DirSource implements Source {
   ) {}
 
   async *entries(): AsyncGenerator<SourceEntry> {
-    const walk: Walk = { xattrs: await readXattrs(this.root, this.warn), links: new Map(), count: 0 }
-    yield this.entry('', this.root, lstatSync(this.root, { bigint: true }), walk)
-    yield* this.walk('', this.root, walk)
+    // getfattr runs while we walk (a separate process: real parallelism). Entries found before its answer are held
+    // back (compact entries, not stats objects, to keep the garbage collector out of it), then all go in walk order.
+    const pending = readXattrs(this.root, this.warn)
+    let xattrs: XattrMap | undefined
+    pending.then((map) => (xattrs = map)).catch(() => {}) // a failure is rethrown by `await pending` below
+    const held: SourceEntry[] = []
+    for await (const entry of this.walk('', this.root, { count: 0, links: new Map() })) {
+      if (xattrs === undefined) {
+        held.push(entry)
+        continue
+      }
+      for (const e of held) yield withXattrs(e, xattrs)
+      held.length = 0
+      yield withXattrs(entry, xattrs)
+    }
+    const map = await pending
+    for (const e of held) yield withXattrs(e, map)
   }
 
   imageConfig(): ImageConfig | undefined {
@@ -58,53 +65,64 @@ export class DirSource implements Source {
 
   async close(): Promise<void> {}
 
-  private async *walk(rel: string, abs: string, walk: Walk): AsyncGenerator<SourceEntry> {
-    const raw = readdirSync(abs, { encoding: 'buffer' })
+  private async *walk(rel: string, abs: string, state: WalkState): AsyncGenerator<SourceEntry> {
+    if (rel === '') yield entryOf('', abs, fsCall(abs, () => lstatSync(abs, { bigint: true })), state.links)
+    const raw = fsCall(abs, () => readdirSync(abs, { encoding: 'buffer' }))
     raw.sort(Buffer.compare)
     const names = raw.map((n) => decodeName(n, `${this.root}/${rel}`))
     for (const name of names) {
       const path = joinPath(rel, name)
       const childAbs = join(abs, name)
-      const st = lstatSync(childAbs, { bigint: true })
-      if (++walk.count % YIELD_EVERY === 0) await new Promise(setImmediate)
-      yield this.entry(path, childAbs, st, walk)
-      if (st.isDirectory()) yield* this.walk(path, childAbs, walk)
+      const st = fsCall(childAbs, () => lstatSync(childAbs, { bigint: true }))
+      if (++state.count % YIELD_EVERY === 0) await new Promise(setImmediate)
+      yield entryOf(path, childAbs, st, state.links)
+      if (st.isDirectory()) yield* this.walk(path, childAbs, state)
     }
   }
+}
 
-  private entry(path: string, abs: string, st: BigIntStats, walk: Walk): SourceEntry {
-    const xattrs = walk.xattrs.get(path)
-    const base = {
-      path,
-      mode: Number(st.mode & 0o7777n),
-      uid: Number(st.uid),
-      gid: Number(st.gid),
-      mtimeNs: st.mtimeNs,
-      atimeNs: st.atimeNs,
-      ctimeNs: st.ctimeNs,
-      size: 0,
-      ...(xattrs === undefined ? {} : { xattrs }),
-    }
-    if (st.isFile()) {
-      if (st.nlink > 1n) {
-        const key = `${st.dev}:${st.ino}`
-        const first = walk.links.get(key)
-        if (first !== undefined) return { ...base, kind: 'hardlink', target: first }
-        walk.links.set(key, path)
-      }
-      return { ...base, kind: 'file', size: Number(st.size), content: fileContent(abs, st) }
-    }
-    if (st.isDirectory()) return { ...base, kind: 'dir' }
-    if (st.isSymbolicLink()) {
-      return { ...base, kind: 'symlink', target: decodeName(readlinkSync(abs, { encoding: 'buffer' }), `target of symlink ${abs}`) }
-    }
-    if (st.isCharacterDevice() || st.isBlockDevice()) {
-      return { ...base, kind: st.isCharacterDevice() ? 'char' : 'block', rdevMajor: major(st.rdev), rdevMinor: minor(st.rdev) }
-    }
-    if (st.isFIFO()) return { ...base, kind: 'fifo' }
-    if (st.isSocket()) return { ...base, kind: 'socket' }
-    throw zerr('UNSUPPORTED', `${abs} has an unknown file type (mode ${st.mode.toString(8)})`, { path: abs })
+interface WalkState {
+  count: number
+  /** "dev:ino" → path of the first regular file seen with that inode. */
+  readonly links: Map<string, string>
+}
+
+function withXattrs(entry: SourceEntry, map: XattrMap): SourceEntry {
+  const xattrs = map.get(entry.path)
+  return xattrs === undefined ? entry : { ...entry, xattrs }
+}
+
+function entryOf(path: string, abs: string, st: BigIntStats, links: Map<string, string>): SourceEntry {
+  const base = {
+    path,
+    mode: Number(st.mode & 0o7777n),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    mtimeNs: st.mtimeNs,
+    atimeNs: st.atimeNs,
+    ctimeNs: st.ctimeNs,
+    size: 0,
   }
+  if (st.isFile()) {
+    if (st.nlink > 1n) {
+      const key = `${st.dev}:${st.ino}`
+      const first = links.get(key)
+      if (first !== undefined) return { ...base, kind: 'hardlink', target: first }
+      links.set(key, path)
+    }
+    return { ...base, kind: 'file', size: Number(st.size), content: fileContent(abs, Number(st.size), st.dev, st.ino) }
+  }
+  if (st.isDirectory()) return { ...base, kind: 'dir' }
+  if (st.isSymbolicLink()) {
+    const target = fsCall(abs, () => readlinkSync(abs, { encoding: 'buffer' }))
+    return { ...base, kind: 'symlink', target: decodeName(target, `target of symlink ${abs}`) }
+  }
+  if (st.isCharacterDevice() || st.isBlockDevice()) {
+    return { ...base, kind: st.isCharacterDevice() ? 'char' : 'block', rdevMajor: major(st.rdev), rdevMinor: minor(st.rdev) }
+  }
+  if (st.isFIFO()) return { ...base, kind: 'fifo' }
+  if (st.isSocket()) return { ...base, kind: 'socket' }
+  throw zerr('UNSUPPORTED', `${abs} has an unknown file type (mode ${st.mode.toString(8)})`, { path: abs })
 }
 
 // glibc's dev_t encoding (gnu_dev_major / gnu_dev_minor).
@@ -120,21 +138,23 @@ function minor(dev: bigint): number {
  * Reads a file in 1 MiB pieces. The file must still be the one that was walked and keep its size: a file written
  * while it is packed would give an flist whose content matches no moment of the file, so that is an error.
  */
-function fileContent(abs: string, walked: BigIntStats): FileContent {
-  const size = Number(walked.size)
+function fileContent(abs: string, size: number, dev: bigint, ino: bigint): FileContent {
   const changed = (how: string): Error =>
     zerr('SOURCE_CHANGED', `${abs} ${how} while it was being packed; pack a tree nobody is writing to (or a snapshot)`, { path: abs })
   const same = (now: BigIntStats): void => {
-    if (now.ino !== walked.ino || now.dev !== walked.dev) throw changed('was replaced')
+    if (now.ino !== ino || now.dev !== dev) throw changed('was replaced')
   }
   return {
+    local: { path: abs, offset: 0, fileSize: size },
     async *stream(): AsyncGenerator<Buffer> {
       if (size <= SMALL_FILE) {
         const data = readSmall(abs, size, same, changed)
         if (size > 0) yield data
         return
       }
-      const fh = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW)
+      const fh = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW).catch((err: unknown) => {
+        throw fsError(abs, err)
+      })
       try {
         same(await fh.stat({ bigint: true }))
         let pos = 0
@@ -157,7 +177,7 @@ function fileContent(abs: string, walked: BigIntStats): FileContent {
 }
 
 function readSmall(abs: string, size: number, same: (st: BigIntStats) => void, changed: (how: string) => Error): Buffer {
-  const fd = openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW)
+  const fd = fsCall(abs, () => openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW))
   try {
     same(fstatSync(fd, { bigint: true }))
     const buf = Buffer.allocUnsafe(size + 1)
@@ -174,4 +194,23 @@ function readSmall(abs: string, size: number, same: (st: BigIntStats) => void, c
   } finally {
     closeSync(fd)
   }
+}
+
+/** Runs a filesystem call; see fsError. */
+function fsCall<T>(abs: string, fn: () => T): T {
+  try {
+    return fn()
+  } catch (err: unknown) {
+    throw fsError(abs, err)
+  }
+}
+
+/** The errors a live tree produces, as coded errors naming the path; others unchanged. */
+function fsError(abs: string, err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException).code
+  if (code === 'ENOENT' || code === 'ELOOP') {
+    return zerr('SOURCE_CHANGED', `${abs} disappeared or was replaced while it was being packed`, { path: abs }, err)
+  }
+  if (code === 'EACCES' || code === 'EPERM') return zerr('PERMISSION', `cannot read ${abs}: permission denied`, { path: abs }, err)
+  return err
 }

@@ -10,6 +10,9 @@ import type { FileHandle } from 'node:fs/promises'
 
 export interface Located {
   readonly fh: FileHandle
+  /** Path and whole size of the file holding it. */
+  readonly path: string
+  readonly fileSize: number
   readonly offset: number
   readonly size: number
 }
@@ -45,7 +48,7 @@ export class DirImageFiles implements ImageFiles {
     const path = join(this.root, name)
     const st = await stat(path).catch(() => undefined)
     if (st === undefined || !st.isFile()) return undefined
-    return { fh: await this.scratch.open(path), offset: 0, size: st.size }
+    return { fh: await this.scratch.open(path), path, fileSize: st.size, offset: 0, size: st.size }
   }
 }
 
@@ -91,7 +94,7 @@ export class TarImageFiles implements ImageFiles {
     for (let hops = 0; hops < 8; hops++) {
       const m = this.members.get(path)
       if (m === undefined) return undefined
-      if (m.kind === 'file') return { fh: this.tar.fh, offset: m.offset, size: m.size }
+      if (m.kind === 'file') return { fh: this.tar.fh, path: this.tar.path, fileSize: this.tar.fileSize, offset: m.offset, size: m.size }
       if (m.kind === 'hardlink') path = normaliseArchivePath(m.link, this.label)
       else if (m.kind === 'symlink') {
         const target = posix.normalize(posix.join(posix.dirname(path), m.link))

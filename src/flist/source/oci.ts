@@ -9,7 +9,7 @@ import { MAGIC_BYTES, decompressor, sniffCompression } from './compression.js'
 import type { ImageFiles, Located } from './image-files.js'
 import { baseOf, joinPath, parentOf } from './paths.js'
 import type { Scratch } from './scratch.js'
-import { tarEntries, type TarFile } from './tar.js'
+import { tarEntries, whole, type TarFile } from './tar.js'
 import { Tree } from './tree.js'
 import type { ImageConfig, Source, SourceEntry } from './types.js'
 
@@ -134,7 +134,7 @@ export class OciSource implements Source {
       const hex = await hashRange(at)
       check(label, 'blob', layer.blob, hex)
       check(label, 'uncompressed (diff_id)', layer.diffId, hex)
-      return { fh: at.fh, start: at.offset, end: at.offset + at.size, label }
+      return { fh: at.fh, path: at.path, fileSize: at.fileSize, start: at.offset, end: at.offset + at.size, label }
     }
     const blobHash = createHash('sha256')
     const diffHash = createHash('sha256')
@@ -142,8 +142,7 @@ export class OciSource implements Source {
     const path = await this.scratch.spool(input, [hashing(blobHash), decompressor(kind), hashing(diffHash)], label)
     check(label, 'blob', layer.blob, blobHash.digest('hex'))
     check(label, 'uncompressed (diff_id)', layer.diffId, diffHash.digest('hex'))
-    const fh = await this.scratch.open(path)
-    return { fh, start: 0, end: (await fh.stat()).size, label }
+    return whole(await this.scratch.open(path), path, label)
   }
 }
 

@@ -5,6 +5,17 @@ import type { FileHandle } from 'node:fs/promises'
 import { zerr } from '../../core/errors.js'
 import type { FileContent } from './types.js'
 
+export interface RangeFile {
+  readonly fh: FileHandle
+  /** Ranges lie before this offset. */
+  readonly end: number
+  /** Path and whole size of the file, handed to the packer as FileContent.local. */
+  readonly path: string
+  readonly fileSize: number
+  /** Names the file in errors. */
+  readonly label: string
+}
+
 const WINDOW = 1 << 20
 const SMALL = 64 * 1024 // at most this much is cut from a window
 const READ_CHUNK = 1 << 20
@@ -13,15 +24,13 @@ export class RangeReader {
   private window: { start: number; buf: Buffer } | undefined
   private loading: { start: number; end: number; buf: Promise<Buffer> } | undefined
 
-  /** Ranges lie within [.., end) of `fh`; `label` names the file in errors. */
-  constructor(
-    private readonly fh: FileHandle,
-    private readonly end: number,
-    private readonly label: string,
-  ) {}
+  constructor(private readonly file: RangeFile) {}
 
   content(offset: number, size: number): FileContent {
-    return { stream: () => this.stream(offset, size) }
+    return {
+      stream: () => this.stream(offset, size),
+      local: { path: this.file.path, offset, fileSize: this.file.fileSize },
+    }
   }
 
   private async *stream(offset: number, size: number): AsyncGenerator<Buffer> {
@@ -40,7 +49,7 @@ export class RangeReader {
       return (await l.buf).subarray(offset - l.start, offset - l.start + size)
     }
     // Windows are fresh buffers, never overwritten: slices handed out stay valid.
-    const length = Math.max(size, Math.min(WINDOW, this.end - offset))
+    const length = Math.max(size, Math.min(WINDOW, this.file.end - offset))
     const buf = this.read(offset, length)
     this.loading = { start: offset, end: offset + length, buf }
     const got = await buf
@@ -56,8 +65,10 @@ export class RangeReader {
   private async read(offset: number, length: number): Promise<Buffer> {
     const buf = Buffer.allocUnsafe(length)
     for (let got = 0; got < length; ) {
-      const { bytesRead } = await this.fh.read(buf, got, length - got, offset + got)
-      if (bytesRead === 0) throw zerr('SOURCE_CHANGED', `${this.label} became shorter while it was being read`, { file: this.label })
+      const { bytesRead } = await this.file.fh.read(buf, got, length - got, offset + got)
+      if (bytesRead === 0) {
+        throw zerr('SOURCE_CHANGED', `${this.file.label} became shorter while it was being read`, { file: this.file.label })
+      }
       got += bytesRead
     }
     return buf

@@ -20,6 +20,9 @@ const READ_CHUNK = 1 << 20
 /** A plain (uncompressed) tar archive stored in [start, end) of an open file. */
 export interface TarFile {
   readonly fh: FileHandle
+  /** The file's path and whole size, so the packer's workers can read contents directly (FileContent.local). */
+  readonly path: string
+  readonly fileSize: number
   readonly start: number
   readonly end: number
   /** Names the archive in messages. */
@@ -36,19 +39,20 @@ export async function loadTar(input: string | Readable, scratch: Scratch, label:
     const head = Buffer.alloc(MAGIC_BYTES)
     const { bytesRead } = await fh.read(head, 0, MAGIC_BYTES, 0)
     const kind = sniffCompression(head.subarray(0, bytesRead), label)
-    if (kind === 'plain') return { fh, start: 0, end: (await fh.stat()).size, label }
+    if (kind === 'plain') return whole(fh, input, label)
     const path = await scratch.spool(createReadStream(input, { highWaterMark: READ_CHUNK }), [decompressor(kind)], label)
-    return whole(scratch, path, label)
+    return whole(await scratch.open(path), path, label)
   }
   const { head, stream } = await peek(input, MAGIC_BYTES)
   const kind = sniffCompression(head, label)
   const path = await scratch.spool(stream, kind === 'plain' ? [] : [decompressor(kind)], label)
-  return whole(scratch, path, label)
+  return whole(await scratch.open(path), path, label)
 }
 
-async function whole(scratch: Scratch, path: string, label: string): Promise<TarFile> {
-  const fh = await scratch.open(path)
-  return { fh, start: 0, end: (await fh.stat()).size, label }
+/** The whole of an open file as a tar archive. */
+export async function whole(fh: FileHandle, path: string, label: string): Promise<TarFile> {
+  const size = (await fh.stat()).size
+  return { fh, path, fileSize: size, start: 0, end: size, label }
 }
 
 /** The first `n` bytes of a stream, and a stream that still yields everything. */
@@ -85,7 +89,7 @@ export async function* tarEntries(
   tar: TarFile,
   headers: Iterable<TarHeader> | AsyncIterable<TarHeader> = new TarReader(tar.fh, tar.start, tar.end, tar.label).headers(),
 ): AsyncGenerator<SourceEntry> {
-  const contents = new RangeReader(tar.fh, tar.end, tar.label)
+  const contents = new RangeReader(tar)
   for await (const h of headers) yield toEntry(h, tar.label, contents)
 }
 

@@ -34,6 +34,12 @@ export interface SourceEntry {
 export interface FileContent {
   /** Yields the file's bytes in order, in pieces of any size; the total must equal `size`. */
   stream(): AsyncIterable<Buffer>
+  /**
+   * When the bytes are in a local file (a directory source, or a spooled archive member), where they are:
+   * the packer's workers then read them directly instead of copying them through the main thread.
+   * `fileSize` is the size the whole file must still have (a changed file is an error).
+   */
+  readonly local?: { readonly path: string; readonly offset: number; readonly fileSize: number }
 }
 
 /** Image configuration kept from an OCI image, stored as flist tags. */

@@ -8,7 +8,7 @@ import { ZosError } from '../../../src/core/errors.js'
 import { openDir } from '../../../src/flist/source/dir.js'
 import { parseGetfattr } from '../../../src/flist/source/xattrs.js'
 import { isRoot, tempDir } from '../../helpers/tmp.js'
-import { at, collect, run } from './fixtures.js'
+import { at, collect, localReads, run } from './fixtures.js'
 
 const hasAttrTools = (() => {
   try {
@@ -47,8 +47,10 @@ test('dir source - every file type, hard links, modes, owners, ns times, devices
   run('touch', ['-d', NS_TIME, join(root, 'b-dir')], { env: { ...process.env, TZ: 'UTC' } })
 
   const source = await openDir(root)
+  const before = localReads
   const entries = await collect(source)
   await source.close()
+  assert.equal(localReads - before, 3, 'a-file, big and empty are cross-checked through FileContent.local')
 
   assert.deepEqual([...entries.keys()], [
     '', 'a-file', 'b-dir', 'b-dir/big', 'b-dir/sym', 'b-dir/z-link', 'blk', 'c-link', 'chr', 'empty', 'fifo', 'sock', 'sticky',

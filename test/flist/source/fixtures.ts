@@ -1,7 +1,9 @@
 // Helpers for source tests: read a Source fully, build tar archives byte by byte (for inputs no real tool writes),
 // run system tools.
 import { execFileSync } from 'node:child_process'
+import { closeSync, openSync, readSync, statSync } from 'node:fs'
 import { createHash } from 'node:crypto'
+import { openSource, type OpenOptions } from '../../../src/flist/source/open.js'
 import type { Source, SourceEntry } from '../../../src/flist/source/types.js'
 
 export interface Collected {
@@ -9,7 +11,13 @@ export interface Collected {
   readonly data?: Buffer
 }
 
-/** Every entry with its content, checking each path appears once and content length equals size. */
+/** How many contents collect() cross-checked through FileContent.local. */
+export let localReads = 0
+
+/**
+ * Every entry with its content, checking each path appears once, content length equals size and, when the content
+ * says where it is on disk (FileContent.local), that those bytes are the same.
+ */
 export async function collect(source: Source): Promise<Map<string, Collected>> {
   const out = new Map<string, Collected>()
   for await (const entry of source.entries()) {
@@ -20,10 +28,34 @@ export async function collect(source: Source): Promise<Map<string, Collected>> {
       for await (const piece of entry.content.stream()) parts.push(piece)
       data = Buffer.concat(parts)
       if (data.length !== entry.size) throw new Error(`${entry.path}: ${data.length} bytes of content, size says ${entry.size}`)
+      const local = entry.content.local
+      if (local !== undefined) {
+        // What the packer's workers read instead of stream(): it must be the same bytes.
+        if (statSync(local.path).size !== local.fileSize) throw new Error(`${entry.path}: local fileSize is wrong`)
+        const direct = Buffer.alloc(entry.size)
+        const fd = openSync(local.path, 'r')
+        try {
+          readSync(fd, direct, 0, entry.size, local.offset)
+        } finally {
+          closeSync(fd)
+        }
+        if (!direct.equals(data)) throw new Error(`${entry.path}: local range differs from stream()`)
+        localReads++
+      }
     }
     out.set(entry.path, data === undefined ? { entry } : { entry, data })
   }
   return out
+}
+
+/** Opens `spec`, collects it and closes it, even when collecting fails. */
+export async function collectSpec(spec: string, options: OpenOptions = {}): Promise<Map<string, Collected>> {
+  const source = await openSource(spec, options)
+  try {
+    return await collect(source)
+  } finally {
+    await source.close()
+  }
 }
 
 /** Entry at `path`, failing the test when absent. */

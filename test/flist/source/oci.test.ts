@@ -6,8 +6,9 @@ import { gzipSync } from 'node:zlib'
 import { compress as zstd } from 'zstd-napi'
 import { ZosError } from '../../../src/core/errors.js'
 import { openSource, type OpenOptions } from '../../../src/flist/source/open.js'
+import type { Source } from '../../../src/flist/source/types.js'
 import { tempDir } from '../../helpers/tmp.js'
-import { at, collect, run, sha256, tarBytes } from './fixtures.js'
+import { at, collect, localReads, run, sha256, tarBytes } from './fixtures.js'
 
 // Three layers: plain, gzip, zstd. Layer 2 whites out gone.txt, makes opq/ opaque and replaces bin/tool (whose hard
 // link keep-link must keep the old content); layer 3 adds a file with an xattr, a symlink and aufs metadata to skip.
@@ -121,8 +122,18 @@ function dockerSave(dir: string, out: string, options: { blobNames?: boolean; mu
 
 async function checkMerged(spec: string, options: OpenOptions = {}): Promise<void> {
   const source = await openSource(spec, options)
+  try {
+    await checkEntries(source)
+  } finally {
+    await source.close()
+  }
+}
+
+async function checkEntries(source: Source): Promise<void> {
   assert.match(source.description, /linux\/amd64, 3 layers/)
+  const before = localReads
   const entries = await collect(source)
+  assert.equal(localReads - before, 5, 'every file content is cross-checked through FileContent.local')
   assert.deepEqual([...entries.keys()].sort(), ['', 'bin', 'bin/tool', 'etc', 'etc/a', 'etc/b', 'keep-link', 'lnk', 'opq', 'opq/new'])
   assert.equal(at(entries, 'etc/a').data?.toString(), 'two')
   assert.equal(at(entries, 'bin/tool').data?.toString(), 'tool v2')
@@ -141,7 +152,6 @@ async function checkMerged(spec: string, options: OpenOptions = {}): Promise<voi
     exposedPorts: ['80/tcp', '53/udp'],
     labels: { maintainer: 'zos' },
   })
-  await source.close()
 }
 
 async function expectCode(spec: string, code: string, message: RegExp, options: OpenOptions = {}): Promise<void> {

@@ -9,7 +9,7 @@ import { compress as zstd } from 'zstd-napi'
 import { ZosError } from '../../../src/core/errors.js'
 import { openSource } from '../../../src/flist/source/open.js'
 import { isRoot, tempDir } from '../../helpers/tmp.js'
-import { at, collect, run, tarBytes, type Member } from './fixtures.js'
+import { at, collect, collectSpec, localReads, run, tarBytes, type Member } from './fixtures.js'
 
 const LONG = `${'long-directory-name/'.repeat(6)}file-with-a-name-past-100-bytes`
 const NS_TIME = '2001-02-03 04:05:06.123456789'
@@ -61,6 +61,7 @@ test('tar source - GNU tar pax archives, plain, gzip and zstd, give the same ent
   run('tar', ['-czf', join(root, 'a.tgz'), ...base, '.'])
   run('tar', ['--zstd', '-cf', join(root, 'a.tar.zst'), ...base, '.'])
   let first: string | undefined
+  const before = localReads
   for (const name of ['a.tar', 'a.tgz', 'a.tar.zst']) {
     const source = await openSource(join(root, name))
     assert.match(source.description, /^tar /)
@@ -71,6 +72,7 @@ test('tar source - GNU tar pax archives, plain, gzip and zstd, give the same ent
     first ??= summary
     assert.equal(summary, first, `${name} differs from a.tar`)
   }
+  assert.equal(localReads - before, 3 * 3, 'every file content is cross-checked through FileContent.local')
 })
 
 test('tar source - GNU format long names and long link targets', async (t) => {
@@ -82,7 +84,7 @@ test('tar source - GNU format long names and long link targets', async (t) => {
   writeFileSync(join(tree, longName), 'x')
   symlinkSync(longTarget, join(tree, 's'))
   run('tar', ['--format=gnu', '-cf', join(root, 'g.tar'), '-C', tree, '.'])
-  const entries = await collect(await openSource(join(root, 'g.tar')))
+  const entries = await collectSpec(join(root, 'g.tar'))
   assert.equal(at(entries, longName).data?.toString(), 'x')
   assert.equal(at(entries, 's').entry.target, longTarget)
 })
@@ -99,7 +101,7 @@ test('tar source - names are normalised and a later member replaces an earlier o
     { name: 'x', type: '2', linkname: 'a' }, // replaces the implied directory x and what is under it
   ]
   writeFileSync(join(root, 'n.tar'), tarBytes(members))
-  const entries = await collect(await openSource(join(root, 'n.tar')))
+  const entries = await collectSpec(join(root, 'n.tar'))
   assert.deepEqual([...entries.keys()], ['', 'a/b', 'keep', 'a/b/f', 'x'])
   assert.equal(at(entries, '').entry.mode, 0o700)
   assert.equal(at(entries, 'a/b/f').data?.toString(), 'new!')
@@ -123,7 +125,7 @@ test('tar source - pax times with fractions, SCHILY and LIBARCHIVE xattrs, uid/g
     },
   ]
   writeFileSync(join(root, 'p.tar'), tarBytes(members))
-  const entries = await collect(await openSource(join(root, 'p.tar')))
+  const entries = await collectSpec(join(root, 'p.tar'))
   const e = at(entries, 'pax/ünïcode-name').entry
   assert.equal(e.mtimeNs, 1234567890500000000n)
   assert.equal(e.atimeNs, 1234567891000000001n)

@@ -1,0 +1,166 @@
+// bench/flist-pack: pack throughput and stored size of zos flists against `tar | zstd -3 -T0`, `mksquashfs -comp
+// zstd` and `zstd --long=31 -3` over the concatenated tars, on a corpus the benchmark builds itself:
+//   - ten consecutive TypeScript releases from the npm registry, unpacked (the "versions" corpus);
+//   - a Debian bookworm minbase root filesystem from debootstrap, when it is installed (one tree).
+// Usage: npm run bench -- flist-pack [--no-debian] [--work DIR] [--json]
+import { execFileSync, spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+
+const args = process.argv.slice(2)
+const flag = (name: string): boolean => args.includes(name)
+const option = (name: string): string | undefined => {
+  const i = args.indexOf(name)
+  return i >= 0 ? args[i + 1] : undefined
+}
+const root = resolve(new URL('../..', import.meta.url).pathname)
+const work = resolve(option('--work') ?? join(root, 'bench', '.work', 'flist-pack'))
+const cli = join(root, 'dist', 'src', 'cli', 'main.js')
+
+const TS_RELEASES = ['5.4.5', '5.5.2', '5.5.3', '5.5.4', '5.6.2', '5.6.3', '5.7.2', '5.7.3', '5.8.2', '5.8.3']
+
+function have(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
+}
+
+function duBytes(path: string): number {
+  let total = 0
+  const st = statSync(path)
+  if (!st.isDirectory()) return st.size
+  for (const ent of readdirSync(path, { withFileTypes: true })) {
+    const p = join(path, ent.name)
+    if (ent.isDirectory()) total += duBytes(p)
+    else if (ent.isFile()) total += statSync(p).size
+  }
+  return total
+}
+
+function timed(fn: () => void): number {
+  const t = performance.now()
+  fn()
+  return (performance.now() - t) / 1000
+}
+
+function sh(script: string): void {
+  const r = spawnSync('bash', ['-o', 'pipefail', '-c', script], { stdio: ['ignore', 'ignore', 'inherit'] })
+  if (r.status !== 0) throw new Error(`failed (${r.status}): ${script}`)
+}
+
+function typescriptCorpus(): string[] {
+  const dir = join(work, 'corpus', 'typescript')
+  mkdirSync(dir, { recursive: true })
+  return TS_RELEASES.map((v) => {
+    const tree = join(dir, v)
+    if (!existsSync(join(tree, 'package', 'package.json'))) {
+      process.stderr.write(`fetching typescript@${v} from the npm registry\n`)
+      const tgz = execFileSync('npm', ['pack', `typescript@${v}`, '--silent', '--pack-destination', dir], { encoding: 'utf8' }).trim().split('\n').pop()!
+      rmSync(tree, { recursive: true, force: true })
+      mkdirSync(tree)
+      execFileSync('tar', ['-xzf', join(dir, tgz), '-C', tree])
+      rmSync(join(dir, tgz))
+    }
+    return join(tree, 'package')
+  })
+}
+
+function debianCorpus(): string | undefined {
+  if (flag('--no-debian')) return undefined
+  if (process.getuid?.() !== 0 || !have('debootstrap')) {
+    process.stderr.write('skipping the Debian root filesystem: needs root and debootstrap (apt-get install debootstrap)\n')
+    return undefined
+  }
+  const tree = join(work, 'corpus', 'debian-bookworm-minbase')
+  if (!existsSync(join(tree, 'etc', 'debian_version'))) {
+    process.stderr.write('building a Debian bookworm minbase root with debootstrap (a few minutes, once)\n')
+    rmSync(tree, { recursive: true, force: true })
+    sh(`debootstrap --variant=minbase bookworm ${tree} http://deb.debian.org/debian > ${work}/debootstrap.log 2>&1`)
+  }
+  return tree
+}
+
+interface Row {
+  tool: string
+  seconds: number
+  inputBytes: number
+  storedBytes: number
+}
+
+function measure(name: string, trees: string[]): { rows: Row[]; ratios: Record<string, number> } {
+  const out = join(work, 'out', name)
+  rmSync(out, { recursive: true, force: true })
+  mkdirSync(out, { recursive: true })
+  const input = trees.reduce((n, t) => n + duBytes(t), 0)
+  const rows: Row[] = []
+
+  // zos: one store for the whole series, one CLI process per tree (what a publisher runs).
+  const store = join(out, 'zos-store')
+  let zosSeconds = 0
+  trees.forEach((tree, i) => {
+    zosSeconds += timed(() => execFileSync(process.execPath, [cli, 'flist', 'pack', tree, '-o', join(out, `${i}.fl`), '--store', `dir://${store}`, '--json'], { stdio: ['ignore', 'ignore', 'inherit'] }))
+  })
+  const flBytes = trees.reduce((n, _t, i) => n + statSync(join(out, `${i}.fl`)).size, 0)
+  rows.push({ tool: 'zos flist pack (packs + metadata)', seconds: zosSeconds, inputBytes: input, storedBytes: duBytes(join(store, 'packs')) + flBytes })
+
+  let tarSeconds = 0
+  trees.forEach((tree, i) => {
+    tarSeconds += timed(() => sh(`tar -cf - -C ${tree} . | zstd -3 -T0 -q -f -o ${out}/${i}.tar.zst`))
+  })
+  rows.push({ tool: 'tar | zstd -3 -T0', seconds: tarSeconds, inputBytes: input, storedBytes: trees.reduce((n, _t, i) => n + statSync(join(out, `${i}.tar.zst`)).size, 0) })
+
+  if (have('mksquashfs')) {
+    let sqSeconds = 0
+    trees.forEach((tree, i) => {
+      sqSeconds += timed(() => sh(`mksquashfs ${tree} ${out}/${i}.sqfs -comp zstd -noappend -quiet -no-progress`))
+    })
+    rows.push({ tool: 'mksquashfs -comp zstd', seconds: sqSeconds, inputBytes: input, storedBytes: trees.reduce((n, _t, i) => n + statSync(join(out, `${i}.sqfs`)).size, 0) })
+  }
+
+  if (trees.length > 1) {
+    const tars = trees.map((tree, i) => {
+      const p = join(out, `${i}.tar`)
+      sh(`tar -cf ${p} -C ${tree} .`)
+      return p
+    })
+    const longSeconds = timed(() => sh(`cat ${tars.join(' ')} | zstd --long=31 -3 -T0 -q -f -o ${out}/all.tar.zst`))
+    rows.push({ tool: 'zstd --long=31 -3 over all tars (near-limit)', seconds: longSeconds, inputBytes: input, storedBytes: statSync(join(out, 'all.tar.zst')).size })
+    for (const t of tars) rmSync(t)
+  }
+
+  const zos = rows[0]!
+  const tar = rows[1]!
+  const ratios: Record<string, number> = {
+    'pack throughput zos / tar|zstd (target >= 0.8)': zos.inputBytes / zos.seconds / (tar.inputBytes / tar.seconds),
+    'stored size zos / sum of .tar.zst (target <= 0.5 for versions)': zos.storedBytes / tar.storedBytes,
+  }
+  const sq = rows.find((r) => r.tool.startsWith('mksquashfs'))
+  if (sq) ratios['stored size zos / sum of squashfs'] = zos.storedBytes / sq.storedBytes
+  const long = rows.find((r) => r.tool.startsWith('zstd --long'))
+  if (long) ratios['stored size zos / zstd --long (near-limit)'] = zos.storedBytes / long.storedBytes
+  return { rows, ratios }
+}
+
+function print(name: string, trees: number, r: { rows: Row[]; ratios: Record<string, number> }): void {
+  const mb = (n: number): string => (n / 1e6).toFixed(1)
+  process.stdout.write(`\n## ${name} (${trees} tree${trees > 1 ? 's' : ''}, ${mb(r.rows[0]!.inputBytes)} MB of input)\n`)
+  process.stdout.write('| tool | time s | MB/s | stored MB |\n|---|---|---|---|\n')
+  for (const row of r.rows) {
+    process.stdout.write(`| ${row.tool} | ${row.seconds.toFixed(2)} | ${(row.inputBytes / 1e6 / row.seconds).toFixed(0)} | ${mb(row.storedBytes)} |\n`)
+  }
+  for (const [k, v] of Object.entries(r.ratios)) process.stdout.write(`- ${k}: **${v.toFixed(3)}x**\n`)
+}
+
+mkdirSync(work, { recursive: true })
+if (!existsSync(cli)) throw new Error('build first: npm run build')
+const results: Record<string, unknown> = {}
+const ts = typescriptCorpus()
+const versions = measure('typescript-10-releases', ts)
+print(`ten TypeScript releases ${TS_RELEASES[0]}..${TS_RELEASES.at(-1)}`, ts.length, versions)
+results.typescript = versions
+const debian = debianCorpus()
+if (debian) {
+  const deb = measure('debian-minbase', [debian])
+  print('Debian bookworm minbase root filesystem', 1, deb)
+  results.debian = deb
+}
+writeFileSync(join(work, 'results.json'), JSON.stringify(results, null, 2))
+if (flag('--json')) process.stdout.write(JSON.stringify(results) + '\n')
