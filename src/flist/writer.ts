@@ -4,7 +4,7 @@ import Database from 'better-sqlite3'
 import { openSync, fsyncSync, closeSync, unlinkSync, renameSync, existsSync } from 'node:fs'
 import { dirname, basename, join } from 'node:path'
 import { zerr } from '../core/errors.js'
-import { signDomain, type KeyPair } from '../core/keys.js'
+import type { KeyPair } from '../core/keys.js'
 import type { ChunkerParams } from './chunker.js'
 import { computeRoot } from './root.js'
 import { APPLICATION_ID, FORMAT_NAME, FORMAT_VERSION, ROOT_INO, SCHEMA_SQL, SIGNATURE_DOMAIN, S_IFDIR } from './schema.js'
@@ -142,7 +142,7 @@ export class FlistWriter {
   }
 
   /** Seals the metadata, signs it, and moves it into place. Returns the root hash. */
-  finish(signers: readonly KeyPair[] = []): Buffer {
+  async finish(signers: readonly KeyPair[] = []): Promise<Buffer> {
     if (this.done) throw zerr('INTERNAL', 'flist writer finished twice')
     const db = this.db
     // Link counts: directories 2 + subdirectories, everything else the number of names it has.
@@ -153,8 +153,10 @@ export class FlistWriter {
     if (dangling.n > 0) throw zerr('INTERNAL', `flist writer: ${dangling.n} extents reference chunks that were never stored`)
     const root = computeRoot(db)
     db.prepare('INSERT INTO seal (root) VALUES (?)').run(root)
+    // secp256k1 is loaded only when something is signed: it costs tens of milliseconds at start.
+    const { signDomain } = signers.length ? await import('../core/keys.js') : { signDomain: undefined }
     for (const key of signers) {
-      db.prepare('INSERT OR REPLACE INTO signature (pubkey, sig) VALUES (?, ?)').run(key.publicKey, signDomain(key, SIGNATURE_DOMAIN, root))
+      db.prepare('INSERT OR REPLACE INTO signature (pubkey, sig) VALUES (?, ?)').run(key.publicKey, signDomain!(key, SIGNATURE_DOMAIN, root))
     }
     db.exec('COMMIT')
     db.pragma(`application_id = ${APPLICATION_ID}`)

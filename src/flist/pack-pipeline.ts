@@ -1,0 +1,341 @@
+// The content half of the packer: file bytes → chunks in packs, batched so that one worker round trip serves
+// many small files (per-file round trips cost more than chunking a small file).
+//   batch buffer ──► worker: read local files, FastCDC, SHA-256 ──► claim (this flist) / lookup (store index)
+//   ──► delta bases from the store's path hints ──► worker: encode ──► PackBuilder ──► store.putPack
+import { createHash, createHmac } from 'node:crypto'
+import { zerr } from '../core/errors.js'
+import type { WorkerPool } from '../core/worker-pool.js'
+import type { ChunkLocation, WritableStore } from '../store/types.js'
+import type { ChunkerParams } from './chunker.js'
+import { CODEC_ZSTD_DELTA, ChunkDecodeError, decodeChunk, sha256, storeId } from './codec.js'
+import type { ChunkPart, ChunkResponse, EncodeItem, EncodeResponse, LocalRead, WorkerRequest, WorkerResponse } from './pack-worker.js'
+import type { FlistWriter } from './writer.js'
+
+/** What the packer knows about one file while its chunks are produced. */
+export interface FileState {
+  readonly ino: number
+  readonly path: string
+  readonly hintKey: string
+  readonly oldSids: readonly string[]
+  readonly oldIndex: ReadonlyMap<string, number>
+  /** The last chunk this version shares with the old one, for picking delta bases. */
+  anchor?: { newIdx: number; oldIdx: number }
+  readonly sids: string[]
+  readonly extents: { offset: number; chunk: number }[]
+  /** File offset of the next byte to chunk, and the bytes held back for the next segment. */
+  fileOffset: number
+  carry: Uint8Array
+}
+
+export interface BatchPart {
+  file: FileState
+  start: number
+  length: number
+  final: boolean
+  read?: LocalRead
+}
+
+export interface PipelineStats {
+  newChunks: number
+  deltaChunks: number
+}
+
+interface PendingBlob {
+  id: number
+  hash: Buffer
+  sid: string
+  size: number
+  codec: number
+  baseId?: number
+  baseSid?: string
+  data: Uint8Array
+}
+
+/** Accumulates encoded chunks into packs and stores each pack once it reaches the target size. */
+class PackBuilder {
+  private blobs: PendingBlob[] = []
+  private bytes = 0
+  private readonly inflight = new Set<Promise<void>>()
+  packs = 0
+  storedBytes = 0
+
+  constructor(
+    private readonly store: WritableStore,
+    private readonly writer: FlistWriter,
+    private readonly target: number,
+  ) {}
+
+  add(blob: PendingBlob): void {
+    this.blobs.push(blob)
+    this.bytes += blob.data.length
+    if (this.bytes >= this.target) this.flush()
+  }
+
+  private flush(): void {
+    if (this.blobs.length === 0) return
+    const blobs = this.blobs
+    this.blobs = []
+    this.bytes = 0
+    const data = Buffer.concat(blobs.map((b) => b.data))
+    const pack = createHash('sha256').update(data).digest('hex')
+    let offset = 0
+    const locations: ChunkLocation[] = blobs.map((b) => {
+      const loc: ChunkLocation = { sid: b.sid, size: b.size, codec: b.codec, pack, offset, length: b.data.length, ...(b.baseSid ? { base: b.baseSid } : {}) }
+      offset += b.data.length
+      return loc
+    })
+    const p = this.store.putPack(pack, data, locations).then(() => {
+      this.packs++
+      this.storedBytes += data.length
+      blobs.forEach((b, i) => {
+        const loc = locations[i]!
+        this.writer.addChunk({ id: b.id, hash: b.hash, size: b.size, pack, offset: loc.offset, length: loc.length, codec: b.codec, base: b.baseId })
+      })
+    })
+    this.inflight.add(p)
+    void p.finally(() => this.inflight.delete(p)).catch(() => {})
+  }
+
+  /** Waits until at most `max` packs are being written (back-pressure). */
+  async settle(max: number): Promise<void> {
+    while (this.inflight.size > max) await Promise.race(this.inflight)
+  }
+
+  async finish(): Promise<void> {
+    this.flush()
+    await Promise.all(this.inflight)
+  }
+}
+
+/** Small LRU of decoded delta bases: neighbouring files of one release share few, hot bases. */
+class BaseCache {
+  private readonly map = new Map<string, Buffer>()
+  private bytes = 0
+  constructor(private readonly limit: number) {}
+  get(sid: string): Buffer | undefined {
+    const v = this.map.get(sid)
+    if (v) {
+      this.map.delete(sid)
+      this.map.set(sid, v)
+    }
+    return v
+  }
+  set(sid: string, v: Buffer): void {
+    this.map.set(sid, v)
+    this.bytes += v.length
+    for (const [k, old] of this.map) {
+      if (this.bytes <= this.limit) break
+      this.map.delete(k)
+      this.bytes -= old.length
+    }
+  }
+}
+
+export interface PipelineOptions {
+  pool: WorkerPool<WorkerRequest, WorkerResponse>
+  store: WritableStore
+  writer: FlistWriter
+  chunker: ChunkerParams
+  level: number
+  key: Buffer | undefined
+  delta: boolean
+  packSize: number
+}
+
+export class ChunkPipeline {
+  readonly stats: PipelineStats = { newChunks: 0, deltaChunks: 0 }
+  /** chunk sid → flist chunk id, for every chunk this flist references (including delta bases). */
+  readonly chunkIds = new Map<string, number>()
+  private readonly packs: PackBuilder
+  private readonly bases = new BaseCache(64 * 1024 * 1024)
+
+  constructor(private readonly o: PipelineOptions) {
+    this.packs = new PackBuilder(o.store, o.writer, o.packSize)
+  }
+
+  get packCount(): number {
+    return this.packs.packs
+  }
+
+  get storedBytes(): number {
+    return this.packs.storedBytes
+  }
+
+  hintKey(path: string): string {
+    const key = this.o.key
+    return key
+      ? createHmac('sha256', key).update('zos-path-hint-v1').update(path).digest('hex')
+      : createHash('sha256').update('zos-path-hint-v1').update(path).digest('hex')
+  }
+
+  async openFile(ino: number, path: string): Promise<FileState> {
+    const hintKey = this.hintKey(path)
+    const oldSids = this.o.delta ? ((await this.o.store.getPathHint(hintKey)) ?? []) : []
+    return {
+      ino, path, hintKey, oldSids, oldIndex: new Map(oldSids.map((s, i) => [s, i] as const)),
+      sids: [], extents: [], fileOffset: 0, carry: new Uint8Array(0),
+    }
+  }
+
+  /** Registers a chunk the store already has (and, for a delta, its base) as rows of this flist. */
+  private async importStoreChunk(loc: ChunkLocation, hash?: Buffer): Promise<number> {
+    const known = this.chunkIds.get(loc.sid)
+    if (known !== undefined) return known
+    let baseId: number | undefined
+    if (loc.codec === CODEC_ZSTD_DELTA) {
+      if (!loc.base) throw zerr('CHUNK_TAMPERED', `store index: delta chunk ${loc.sid} has no base`)
+      const baseLoc = (await this.o.store.lookupChunks([loc.base])).get(loc.base)
+      if (!baseLoc) throw zerr('CHUNK_MISSING', `store index: base ${loc.base} of chunk ${loc.sid} is missing`)
+      baseId = await this.importStoreChunk(baseLoc)
+    }
+    const again = this.chunkIds.get(loc.sid)
+    if (again !== undefined) return again
+    const id = this.o.writer.allocateChunk()
+    this.chunkIds.set(loc.sid, id)
+    const h = hash ?? (this.o.key ? sha256(await this.fetchPlain(loc)) : Buffer.from(loc.sid, 'hex'))
+    this.o.writer.addChunk({ id, hash: h, size: loc.size, pack: loc.pack, offset: loc.offset, length: loc.length, codec: loc.codec, base: baseId })
+    return id
+  }
+
+  /** Reads and verifies a full chunk from the store (delta bases). */
+  private async fetchPlain(loc: ChunkLocation): Promise<Buffer> {
+    const cached = this.bases.get(loc.sid)
+    if (cached) return cached
+    if (loc.codec === CODEC_ZSTD_DELTA) throw zerr('INTERNAL', 'delta chunks are never used as bases')
+    const [data] = await this.o.store.readRanges([loc])
+    try {
+      const plain = decodeChunk({ data: data!, codec: loc.codec, size: loc.size, sid: loc.sid, key: this.o.key })
+      this.bases.set(loc.sid, plain)
+      return plain
+    } catch (err) {
+      if (err instanceof ChunkDecodeError) throw zerr('CHUNK_TAMPERED', `chunk ${loc.sid} in pack ${loc.pack} of ${this.o.store.url}: ${err.message}`, { sid: loc.sid })
+      throw err
+    }
+  }
+
+  /**
+   * Chunks, deduplicates, encodes and stores the parts of one buffer (one region per file). Each part's
+   * FileState gets its chunk ids, sids and the carry to prepend to its next segment.
+   */
+  async runBatch(data: Uint8Array, parts: readonly BatchPart[]): Promise<void> {
+    const { pool, store, chunker, key } = this.o
+    const request: ChunkPart[] = parts.map((p) => ({ start: p.start, length: p.length, final: p.final, ...(p.read ? { read: p.read } : {}) }))
+    const res = (await pool.run({ op: 'chunk', params: chunker, data, parts: request }, [data.buffer as ArrayBuffer])) as ChunkResponse
+    const buf = res.data
+
+    type Item = EncodeItem & { file: FileState; idx: number; hash: Buffer; id: number; baseSid?: string }
+    const fresh: { file: FileState; idx: number; sid: string; hash: Buffer; offset: number; length: number }[] = []
+    const firsts: number[] = []
+    parts.forEach((part, p) => {
+      const r = res.parts[p]!
+      const f = part.file
+      const first = f.sids.length
+      firsts.push(first)
+      let pos = part.start
+      r.lengths.forEach((n, c) => {
+        const hash = Buffer.from(r.hashes.buffer, r.hashes.byteOffset + c * 32, 32)
+        const sid = storeId(hash, key)
+        f.sids.push(sid)
+        f.extents.push({ offset: f.fileOffset + (pos - part.start), chunk: -1 })
+        if (!this.chunkIds.has(sid)) fresh.push({ file: f, idx: first + c, sid, hash, offset: pos, length: n })
+        pos += n
+      })
+    })
+
+    const found = fresh.length ? await store.lookupChunks([...new Set(fresh.map((f) => f.sid))]) : new Map<string, ChunkLocation>()
+    const items: Item[] = []
+    const itemAt = new Map<FileState, Map<number, Item>>()
+    for (const f of fresh) {
+      if (this.chunkIds.has(f.sid)) continue // claimed by an earlier file of this batch, or by a concurrent batch
+      const loc = found.get(f.sid)
+      if (loc) {
+        await this.importStoreChunk(loc, f.hash)
+        continue
+      }
+      const id = this.o.writer.allocateChunk()
+      this.chunkIds.set(f.sid, id)
+      const item: Item = { file: f.file, idx: f.idx, offset: f.offset, length: f.length, sid: f.sid, hash: f.hash, id }
+      items.push(item)
+      let m = itemAt.get(f.file)
+      if (!m) itemAt.set(f.file, (m = new Map()))
+      m.set(f.idx, item)
+    }
+    if (this.o.delta) await this.chooseBases(parts, firsts, itemAt, items)
+
+    parts.forEach((part, p) => {
+      const r = res.parts[p]!
+      const f = part.file
+      for (let c = firsts[p]!; c < f.sids.length; c++) f.extents[c]!.chunk = this.chunkIds.get(f.sids[c]!)!
+      // Keep the unconsumed tail for the file's next segment (copied: the buffer moves to a worker).
+      f.carry = buf.slice(part.start + r.consumed, part.start + r.length)
+      f.fileOffset += r.consumed
+    })
+    if (items.length === 0) return
+    const enc = (await pool.run(
+      {
+        op: 'encode',
+        data: buf,
+        items: items.map(({ offset, length, sid, base }) => ({ offset, length, sid, ...(base ? { base } : {}) })),
+        level: this.o.level,
+        ...(key ? { key: new Uint8Array(key) } : {}),
+      },
+      [buf.buffer as ArrayBuffer],
+    )) as EncodeResponse
+    enc.blobs.forEach((blob, i) => {
+      const item = items[i]!
+      if (blob.codec === CODEC_ZSTD_DELTA) this.stats.deltaChunks++
+      this.stats.newChunks++
+      this.packs.add({
+        id: item.id, hash: item.hash, sid: item.sid, size: item.length, codec: blob.codec, data: blob.data,
+        ...(blob.codec === CODEC_ZSTD_DELTA ? { baseId: this.chunkIds.get(item.baseSid!)!, baseSid: item.baseSid! } : {}),
+      })
+    })
+    await this.packs.settle(4)
+  }
+
+  /**
+   * Delta bases: for each new chunk, the old version's chunk at the same distance from the last chunk both
+   * versions share. A delta's base must be a full chunk, so an old delta chunk lends its own base.
+   */
+  private async chooseBases(parts: readonly BatchPart[], firsts: readonly number[], itemAt: Map<FileState, Map<number, EncodeItem & { sid: string; baseSid?: string }>>, items: (EncodeItem & { sid: string; baseSid?: string })[]): Promise<void> {
+    const wanted: string[] = []
+    parts.forEach((part, p) => {
+      const f = part.file
+      if (f.oldSids.length === 0) return
+      const mine = itemAt.get(f)
+      for (let c = firsts[p]!; c < f.sids.length; c++) {
+        const oi = f.oldIndex.get(f.sids[c]!)
+        if (oi !== undefined) f.anchor = { newIdx: c, oldIdx: oi }
+        const item = mine?.get(c)
+        if (!item) continue
+        const candidate = f.anchor ? f.anchor.oldIdx + (c - f.anchor.newIdx) : c
+        const b = candidate >= 0 && candidate < f.oldSids.length ? f.oldSids[candidate]! : undefined
+        if (b && b !== item.sid) {
+          item.baseSid = b
+          wanted.push(b)
+        }
+      }
+    })
+    if (wanted.length === 0) return
+    const store = this.o.store
+    const baseLocs = await store.lookupChunks([...new Set(wanted)])
+    const second = [...baseLocs.values()].filter((l) => l.codec === CODEC_ZSTD_DELTA && l.base).map((l) => l.base!)
+    const seconds = second.length ? await store.lookupChunks([...new Set(second)]) : new Map<string, ChunkLocation>()
+    for (const item of items) {
+      if (!item.baseSid) continue
+      let loc = baseLocs.get(item.baseSid)
+      if (loc && loc.codec === CODEC_ZSTD_DELTA) loc = loc.base ? seconds.get(loc.base) : undefined
+      if (!loc || loc.codec === CODEC_ZSTD_DELTA) {
+        delete item.baseSid
+        continue
+      }
+      item.baseSid = loc.sid
+      item.base = await this.fetchPlain(loc)
+      await this.importStoreChunk(loc)
+    }
+  }
+
+  async finish(): Promise<void> {
+    await this.packs.finish()
+  }
+}
