@@ -1,64 +1,165 @@
 // Fetches chunks of an flist from a store, resolving delta bases, and verifies every one before returning it.
+// In front of the store: an in-memory LRU of hot plaintext and an optional shared disk cache (every hit is
+// re-verified); each chunk is fetched once however many readers wait for it (single flight), and the chunks one
+// call needs go to the store together so that it can coalesce neighbouring ranges.
 // Failures name the chunk, its pack and the store: CHUNK_MISSING when the store lacks the bytes,
 // CHUNK_TAMPERED when they do not decode to the chunk's id.
 import { zerr, ZosError } from '../core/errors.js'
 import type { Store } from '../store/types.js'
-import { ChunkDecodeError, decodeChunk } from './codec.js'
+import { ChunkDecodeError, decodeChunk, sha256 } from './codec.js'
 import type { ChunkInfo, FlistReader } from './reader.js'
 
-/** A place to keep verified plaintext between fetches (the mount's disk cache implements it too). */
+/** A place to keep verified plaintext between fetches (DiskChunkCache implements it). */
 export interface ChunkCache {
   get(sid: string): Buffer | undefined | Promise<Buffer | undefined>
   put(sid: string, plain: Buffer): void | Promise<void>
+  /** Drops an entry that failed verification. */
+  remove?(sid: string): void | Promise<void>
+}
+
+export interface FetcherOptions {
+  cache?: ChunkCache
+  /** Bytes of decoded chunks kept in memory (default 64 MiB; 0 disables). */
+  memoryBytes?: number
+  /** Called for every chunk that failed verification (for logs and metrics). */
+  onBadChunk?: (info: ChunkInfo, err: ZosError) => void
+}
+
+export interface FetcherStats {
+  fetchedChunks: number
+  fetchedBytes: number
+  memoryHits: number
+  cacheHits: number
+  joined: number
+}
+
+class MemoryLru {
+  private readonly map = new Map<string, Buffer>()
+  private bytes = 0
+  constructor(private readonly limit: number) {}
+  get(sid: string): Buffer | undefined {
+    const v = this.map.get(sid)
+    if (v) {
+      this.map.delete(sid)
+      this.map.set(sid, v)
+    }
+    return v
+  }
+  set(sid: string, v: Buffer): void {
+    if (this.limit <= 0 || this.map.has(sid)) return
+    this.map.set(sid, v)
+    this.bytes += v.length
+    for (const [k, old] of this.map) {
+      if (this.bytes <= this.limit) break
+      this.map.delete(k)
+      this.bytes -= old.length
+    }
+  }
 }
 
 export class ChunkFetcher {
+  readonly stats: FetcherStats = { fetchedChunks: 0, fetchedBytes: 0, memoryHits: 0, cacheHits: 0, joined: 0 }
+  private readonly memory: MemoryLru
+  private readonly inflight = new Map<string, Promise<Buffer>>()
+  private readonly cache: ChunkCache | undefined
+
   constructor(
     readonly reader: FlistReader,
     readonly store: Store,
-    private readonly cache?: ChunkCache,
-  ) {}
+    private readonly options: FetcherOptions | ChunkCache = {},
+  ) {
+    // Accept a bare cache for the common case.
+    const o = 'get' in options ? { cache: options as ChunkCache } : (options as FetcherOptions)
+    this.cache = o.cache
+    this.memory = new MemoryLru(o.memoryBytes ?? 64 * 1024 * 1024)
+    this.options = o
+  }
 
   /** Fetches and verifies chunks by id; the result is in the order asked. */
   async fetch(ids: readonly number[], signal?: AbortSignal): Promise<Buffer[]> {
-    const infos = ids.map((id) => this.reader.chunk(id))
-    const out = new Map<number, Buffer>()
-    // Cache first.
+    if (signal?.aborted) throw zerr('TIMEOUT', 'the read was interrupted')
+    const infos = new Map(ids.map((id) => [id, this.reader.chunk(id)] as const))
+    const pending = new Map<string, Promise<Buffer> | Buffer>()
+    const needed: ChunkInfo[] = []
+    for (const info of infos.values()) {
+      const hot = this.memory.get(info.sid)
+      const flying = this.inflight.get(info.sid)
+      if (hot) {
+        this.stats.memoryHits++
+        pending.set(info.sid, hot)
+      } else if (flying) {
+        this.stats.joined++
+        pending.set(info.sid, flying)
+      } else {
+        needed.push(info)
+      }
+    }
+    if (needed.length > 0) {
+      const batch = this.fetchBatch(needed)
+      for (const info of needed) {
+        const one = batch.then((m) => m.get(info.sid)!)
+        one.catch(() => {}) // a failure is reported to whoever awaits it
+        this.inflight.set(info.sid, one)
+        void one.finally(() => this.inflight.delete(info.sid)).catch(() => {})
+        pending.set(info.sid, one)
+      }
+    }
+    const out: Buffer[] = []
+    for (const id of ids) out.push(await pending.get(infos.get(id)!.sid)!)
+    return out
+  }
+
+  private async fromCache(info: ChunkInfo): Promise<Buffer | undefined> {
+    if (!this.cache) return undefined
+    const hit = await this.cache.get(info.sid)
+    if (!hit) return undefined
+    if (hit.length === info.size && sha256(hit).equals(info.hash)) {
+      this.stats.cacheHits++
+      return hit
+    }
+    await this.cache.remove?.(info.sid)
+    return undefined
+  }
+
+  private async fetchBatch(infos: readonly ChunkInfo[]): Promise<Map<string, Buffer>> {
+    const out = new Map<string, Buffer>()
     const missing: ChunkInfo[] = []
     for (const info of infos) {
-      if (out.has(info.id)) continue
-      const hit = this.cache ? await this.cache.get(info.sid) : undefined
-      if (hit) out.set(info.id, hit)
+      const hit = this.memory.get(info.sid) ?? (await this.fromCache(info))
+      if (hit) out.set(info.sid, hit)
       else missing.push(info)
     }
-    if (missing.length > 0) {
-      // Bases of delta chunks are fetched in the same round when not cached.
-      const bases = new Map<number, ChunkInfo>()
-      for (const info of missing) {
-        if (info.base !== undefined && !out.has(info.base) && !missing.some((m) => m.id === info.base)) {
-          const base = this.reader.chunk(info.base)
-          const hit = this.cache ? await this.cache.get(base.sid) : undefined
-          if (hit) out.set(base.id, hit)
-          else bases.set(base.id, base)
-        }
-      }
-      const all = [...missing, ...bases.values()]
-      const raw = await this.readRaw(all, signal)
+    // Bases of delta chunks come in the same round when not at hand.
+    const bases = new Map<number, ChunkInfo>()
+    const baseOf = new Map<number, Buffer>()
+    for (const info of missing) {
+      if (info.base === undefined || bases.has(info.base) || baseOf.has(info.base) || missing.some((m) => m.id === info.base)) continue
+      const base = this.reader.chunk(info.base)
+      const hit = this.memory.get(base.sid) ?? (await this.fromCache(base))
+      if (hit) baseOf.set(base.id, hit)
+      else bases.set(base.id, base)
+    }
+    const all = [...missing, ...bases.values()]
+    if (all.length > 0) {
+      const raw = await this.readRaw(all)
       // Full chunks first, then deltas (their bases are then known).
       const order = all.map((info, i) => ({ info, data: raw[i]! })).sort((a, b) => Number(a.info.base !== undefined) - Number(b.info.base !== undefined))
       for (const { info, data } of order) {
-        const base = info.base !== undefined ? out.get(info.base) : undefined
-        const plain = this.decode(info, data, base)
-        out.set(info.id, plain)
+        const plain = this.decode(info, data, info.base !== undefined ? baseOf.get(info.base) : undefined)
+        baseOf.set(info.id, plain)
+        this.stats.fetchedChunks++
+        this.stats.fetchedBytes += data.length
+        this.memory.set(info.sid, plain)
         if (this.cache) await this.cache.put(info.sid, plain)
+        out.set(info.sid, plain)
       }
     }
-    return infos.map((info) => out.get(info.id)!)
+    return out
   }
 
-  private async readRaw(infos: readonly ChunkInfo[], signal?: AbortSignal): Promise<Buffer[]> {
+  private async readRaw(infos: readonly ChunkInfo[]): Promise<Buffer[]> {
     try {
-      return await this.store.readRanges(infos, signal ? { signal } : undefined)
+      return await this.store.readRanges(infos)
     } catch (err) {
       if (ZosError.is(err) && err.code === 'CHUNK_MISSING') {
         const first = infos[0]!
@@ -73,11 +174,13 @@ export class ChunkFetcher {
       return decodeChunk({ data, codec: info.codec, hash: info.hash, size: info.size, sid: info.sid, key: this.reader.encryptionKey, base })
     } catch (err) {
       if (err instanceof ChunkDecodeError) {
-        throw zerr('CHUNK_TAMPERED', `chunk ${info.sid} (pack ${info.pack} @${info.offset}) in ${this.store.url} is corrupt: ${err.message}`, {
+        const e = zerr('CHUNK_TAMPERED', `chunk ${info.sid} (pack ${info.pack} @${info.offset}) in ${this.store.url} is corrupt: ${err.message}`, {
           sid: info.sid,
           pack: info.pack,
           offset: info.offset,
         })
+        ;(this.options as FetcherOptions).onBadChunk?.(info, e)
+        throw e
       }
       throw err
     }
@@ -92,7 +195,7 @@ export class ChunkFetcher {
     })
     if (wanted.length === 0) return Buffer.alloc(0)
     const plains = await this.fetch(wanted.map((e) => e.chunk), signal)
-    const buf = Buffer.concat(plains)
+    const buf = plains.length === 1 ? plains[0]! : Buffer.concat(plains)
     const start = offset - wanted[0]!.offset
     return buf.subarray(start, start + length)
   }
