@@ -24,6 +24,35 @@ async function openFlist(path: string, trust: readonly string[] = []) {
   return FlistReader.open(path, { trust: await trustList(trust) })
 }
 
+/**
+ * Re-runs this command without --daemon as a detached process and returns once the mountpoint is mounted
+ * (or fails with what the child printed).
+ */
+async function daemonize(mountpoint: string, cmd: Command): Promise<void> {
+  const [{ spawn }, fs, path, os] = await Promise.all([import('node:child_process'), import('node:fs'), import('node:path'), import('node:os')])
+  const target = path.resolve(mountpoint)
+  const logFile = path.join(os.tmpdir(), `zos-mount-${process.pid}.log`)
+  const log = fs.openSync(logFile, 'w')
+  const args = process.argv.slice(1).filter((a) => a !== '--daemon')
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log] })
+  fs.closeSync(log)
+  let exited: number | null | undefined
+  child.on('exit', (code) => (exited = code))
+  const mounted = (): boolean => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === target)
+  const deadline = Date.now() + 30_000
+  while (!mounted()) {
+    if (exited !== undefined || Date.now() > deadline) {
+      const out = fs.readFileSync(logFile, 'utf8').trim()
+      fs.rmSync(logFile, { force: true })
+      if (exited === undefined) child.kill()
+      throw zerr('TIMEOUT', `the mount did not come up${out ? `: ${out}` : ''}`)
+    }
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  child.unref()
+  emit(cmd, { mountpoint: target, pid: child.pid, log: logFile }, (r) => `mounted at ${r.mountpoint} (pid ${r.pid}, log ${r.log}); stop with \`zos flist umount ${r.mountpoint}\``)
+}
+
 function modeString(mode: number): string {
   const types: Record<number, string> = { 0o140000: 's', 0o120000: 'l', 0o100000: '-', 0o060000: 'b', 0o040000: 'd', 0o020000: 'c', 0o010000: 'p' }
   let s = types[mode & 0o170000] ?? '?'
@@ -57,13 +86,15 @@ export function registerFlist(program: Command): void {
     .option('--no-delta', 'do not delta-compress against earlier versions in the store')
     .option('--workers <n>', 'worker threads (default: number of cores)')
     .action(async (source: string, opts: Record<string, unknown>, cmd: Command) => {
-      const [{ pack }, { openSource }, { openWritableStore }, { loadKey }, { createProgress }] = await Promise.all([
-        import('../flist/pack.js'),
+      // The workers start first: their start-up overlaps with loading everything else.
+      const { pack, createPackPool } = await import('../flist/pack.js')
+      const pool = createPackPool(opts.workers ? Number(opts.workers) : undefined)
+      const [{ openSource }, { openWritableStore }, { createProgress }] = await Promise.all([
         import('../flist/source/open.js'),
         import('../store/open.js'),
-        import('../core/keys.js'),
         import('../core/progress.js'),
       ])
+      const loadKey = async (path: string) => (await import('../core/keys.js')).loadKey(path)
       const tags: Record<string, string> = {}
       for (const t of opts.tag as string[]) {
         const i = t.indexOf('=')
@@ -88,7 +119,7 @@ export function registerFlist(program: Command): void {
           tags,
           ...(prefetch ? { prefetch } : {}),
           delta: opts.delta !== false,
-          ...(opts.workers ? { workers: Number(opts.workers) } : {}),
+          pool,
           onProgress: (bytes, path) => progress.update(bytes, path),
         })
         progress.stop()
@@ -104,6 +135,7 @@ export function registerFlist(program: Command): void {
         )
       } finally {
         progress.stop()
+        await pool.close()
         await store.close()
       }
     })
@@ -261,6 +293,80 @@ export function registerFlist(program: Command): void {
         reader.close()
         await store.close()
       }
+    })
+
+  flist
+    .command('mount')
+    .description('mount an flist read-only (lazy, verified fetching); with --writable, an overlay on top of it')
+    .argument('<file>', 'flist metadata file')
+    .argument('<mountpoint>', 'an existing empty directory')
+    .option('-s, --store <url>', 'store holding the chunks; default $ZOS_STORE')
+    .option('--cache <dir>', 'chunk cache shared by all mounts (default $ZOS_HOME/cache or ~/.zos/cache)')
+    .option('--cache-size <size>', 'bound of the chunk cache, e.g. 2G', '2G')
+    .option('--trust <key>', 'require a valid signature by this key (repeatable)', collect, [])
+    .option('--writable <dir>', 'mount an overlayfs at the mountpoint: the flist below, DIR/upper and DIR/work on local disk')
+    .option('--trace <file>', 'record the order in which files are first opened, for `zos flist pack --prefetch`')
+    .option('--no-prefetch', "do not fetch the flist's prefetch list at mount")
+    .option('--daemon', 'run in the background once mounted (stop it with `zos flist umount`)')
+    .action(async (file: string, mountpoint: string, opts: Record<string, unknown>, cmd: Command) => {
+      if (opts.daemon) return daemonize(mountpoint, cmd)
+      const [{ mountFlist, assertMountable }, { DiskChunkCache }, { openStore }, { unmountOnSignals }, { parseSize }, overlay, path, os] = await Promise.all([
+        import('../flist/mount.js'),
+        import('../flist/cache.js'),
+        import('../store/open.js'),
+        import('../fuse/index.js'),
+        import('./output.js'),
+        import('../flist/overlay.js'),
+        import('node:path'),
+        import('node:os'),
+      ])
+      assertMountable()
+      const cacheDir = (opts.cache as string | undefined) ?? path.join(process.env.ZOS_HOME ?? path.join(os.homedir(), '.zos'), 'cache')
+      const cache = await DiskChunkCache.open(cacheDir, parseSize(String(opts.cacheSize)))
+      const store = await openStore(storeOption(opts.store as string | undefined))
+      const writable = opts.writable as string | undefined
+      const flistAt = writable ? path.join(writable, 'lower') : mountpoint
+      if (writable) await import('node:fs/promises').then((fs) => fs.mkdir(flistAt, { recursive: true }))
+      const m = await mountFlist(file, flistAt, {
+        store,
+        cache,
+        trust: await trustList(opts.trust as string[]),
+        prefetch: opts.prefetch !== false,
+        ...(opts.trace ? { traceFile: String(opts.trace) } : {}),
+      })
+      if (writable) {
+        try {
+          await overlay.mountOverlay({ lower: m.mountpoint, upper: path.join(writable, 'upper'), work: path.join(writable, 'work'), target: mountpoint })
+        } catch (err) {
+          await m.unmount()
+          throw err
+        }
+      }
+      const stopSignals = unmountOnSignals(m.fuse, { exit: false })
+      const onSignal = (): void => {
+        if (writable) void overlay.unmount(mountpoint).catch(() => {})
+      }
+      process.once('SIGINT', onSignal)
+      process.once('SIGTERM', onSignal)
+      emit(cmd, { mountpoint, flist: file, root: m.reader.root.toString('hex'), pid: process.pid, writable: writable ?? null }, (r) =>
+        `mounted ${r.flist} at ${r.mountpoint}${writable ? ` (writable overlay, changes in ${writable}/upper)` : ''}; stop with Ctrl-C or \`zos flist umount ${r.mountpoint}\``,
+      )
+      const end = await m.fuse.closed
+      stopSignals()
+      await m.unmount()
+      await store.close()
+      const s = m.stats()
+      process.stderr.write(`unmounted ${mountpoint} (${end.reason}); fetched ${s.fetchedChunks} chunks (${formatBytes(s.fetchedBytes)}) for ${formatBytes(s.readBytes)} read\n`)
+    })
+
+  flist
+    .command('umount')
+    .description('unmount an flist mount (and the overlay on it); the serving process exits')
+    .argument('<mountpoint>', 'where it is mounted')
+    .action(async (mountpoint: string, _opts: unknown, cmd: Command) => {
+      const { unmountRoot } = await import('../flist/overlay.js')
+      const r = await unmountRoot(mountpoint)
+      emit(cmd, r, (x) => `unmounted ${x.unmounted.join(', ')}`)
     })
 
   flist

@@ -108,6 +108,7 @@ export class FlistReader {
   readonly encryptionKey: Buffer | undefined
   readonly signers: readonly Signer[]
   private readonly db: Database.Database
+  private countsCache: { inodes: number; bytes: number } | undefined
   private readonly stmts: {
     inode: Database.Statement
     lookup: Database.Statement
@@ -306,6 +307,17 @@ export class FlistReader {
       cur = r.parent
     }
     return parts.reverse().join('/')
+  }
+
+  /** The directory holding an inode's (first) name. */
+  parentOf(ino: number): number | undefined {
+    return (this.stmts.names.get(ino) as { parent: number } | undefined)?.parent
+  }
+
+  /** Inode count and content bytes (for statfs). */
+  counts(): { inodes: number; bytes: number } {
+    this.countsCache ??= this.db.prepare(`SELECT count(*) AS inodes, COALESCE(sum(CASE WHEN (mode & ${S_IFMT}) = ${S_IFREG} THEN size ELSE 0 END), 0) AS bytes FROM inode`).get() as { inodes: number; bytes: number }
+    return this.countsCache
   }
 
   extents(ino: number): Extent[] {

@@ -1,0 +1,315 @@
+// An flist as a read-only FUSE filesystem: metadata answered from the SQLite file, content fetched lazily,
+// verified chunk by chunk before a byte reaches the kernel. A chunk that fails verification or cannot be fetched
+// is EIO for that read and a log line naming the chunk; never wrong data, never a hung process (the store's
+// timeouts and retries bound every fetch).
+//   open      → whole small files are fetched at once (one coalesced request)
+//   read      → the chunks the range covers; sequential readers get the next chunks fetched ahead
+//   mount     → the flist's prefetch list is fetched in order in the background
+//   trace     → the order in which files are first opened is recorded (for `pack --prefetch`)
+import { writeFileSync, renameSync } from 'node:fs'
+import { zerr, ZosError, errorMessage } from '../core/errors.js'
+import { FuseError, mountFuse, type FuseMount, type MountOptions } from '../fuse/index.js'
+import type { Attr, DirEntry, DirEntryPlus, DirAdder, Entry, FuseLogger, FuseOps } from '../fuse/types.js'
+import type { Store } from '../store/types.js'
+import type { DiskChunkCache } from './cache.js'
+import { ChunkFetcher, type FetcherStats } from './fetch.js'
+import { FlistReader, type Inode, type TrustedKey } from './reader.js'
+import { ROOT_INO } from './schema.js'
+
+export interface FlistMountOptions {
+  store: Store
+  cache?: DiskChunkCache
+  trust?: readonly TrustedKey[]
+  /** Chunks fetched ahead of a sequential reader (default 16, about 1 MiB). */
+  readAheadChunks?: number
+  /** Files up to this size are fetched whole when opened (default 1 MiB). */
+  smallFileBytes?: number
+  /** Fetch the flist's prefetch list in the background at mount (default true). */
+  prefetch?: boolean
+  /** Record the order of first opens and write it (one path per line) to this file at unmount. */
+  traceFile?: string
+  logger?: FuseLogger
+  fuse?: Omit<MountOptions, 'logger' | 'readOnly'>
+}
+
+export interface FlistMount {
+  readonly mountpoint: string
+  readonly reader: FlistReader
+  readonly fuse: FuseMount
+  /** Settles when the background prefetch is done (or failed: failures are logged, not thrown). */
+  readonly prefetched: Promise<void>
+  stats(): FetcherStats & { readBytes: number; badChunks: number }
+  unmount(): Promise<void>
+}
+
+/** Metadata never changes under a mount: let the kernel cache it for a long time. */
+const TTL_MS = 3600_000
+const S_IFDIR = 0o040000
+
+export function attrOf(inode: Inode): Attr {
+  return {
+    ino: BigInt(inode.ino),
+    mode: inode.mode,
+    nlink: inode.nlink,
+    uid: inode.uid,
+    gid: inode.gid,
+    rdev: inode.rdev, // already the kernel's new_encode_dev form
+    size: inode.size,
+    atimeNs: inode.atime,
+    mtimeNs: inode.mtime,
+    ctimeNs: inode.ctime,
+    blksize: 65536,
+  }
+}
+
+/** The FUSE operations of one flist. Exposed for tests; use mountFlist to mount. */
+export class FlistFs implements FuseOps {
+  readonly fetcher: ChunkFetcher
+  readBytes = 0
+  badChunks = 0
+  private readonly extentCache = new Map<number, { offset: number; end: number; chunk: number }[]>()
+  private readonly lastEnd = new Map<number, number>()
+  private readonly traced = new Set<number>()
+  readonly trace: string[] = []
+  private readonly readAhead: number
+  private readonly smallFile: number
+
+  constructor(
+    readonly reader: FlistReader,
+    store: Store,
+    private readonly options: FlistMountOptions,
+    private readonly log: FuseLogger,
+  ) {
+    this.fetcher = new ChunkFetcher(reader, store, {
+      ...(options.cache ? { cache: options.cache } : {}),
+      onBadChunk: (info, err) => {
+        this.badChunks++
+        log.error({ chunk: info.sid, pack: info.pack, offset: info.offset, flist: reader.path }, `rejected a chunk that does not match its id: ${err.message}`)
+      },
+    })
+    this.readAhead = options.readAheadChunks ?? 16
+    this.smallFile = options.smallFileBytes ?? 1024 * 1024
+  }
+
+  private inode(ino: bigint): Inode {
+    const node = this.reader.inode(Number(ino))
+    if (!node) throw new FuseError('ENOENT')
+    return node
+  }
+
+  private entry(node: Inode): Entry {
+    return { ino: BigInt(node.ino), attr: attrOf(node), entryTtlMs: TTL_MS, attrTtlMs: TTL_MS }
+  }
+
+  async lookup(parent: bigint, name: Buffer): Promise<Entry> {
+    const node = this.reader.lookup(Number(parent), name.toString('utf8'))
+    if (!node) throw new FuseError('ENOENT')
+    return this.entry(node)
+  }
+
+  async getattr(ino: bigint): Promise<{ attr: Attr; attrTtlMs: number }> {
+    return { attr: attrOf(this.inode(ino)), attrTtlMs: TTL_MS }
+  }
+
+  async readlink(ino: bigint): Promise<Buffer> {
+    const node = this.inode(ino)
+    if (node.type !== 'symlink') throw new FuseError('EINVAL')
+    return node.target ?? Buffer.alloc(0)
+  }
+
+  private extents(ino: number): { offset: number; end: number; chunk: number }[] {
+    let list = this.extentCache.get(ino)
+    if (!list) {
+      const raw = this.reader.extents(ino)
+      const size = this.reader.inode(ino)?.size ?? 0
+      list = raw.map((e, i) => ({ offset: e.offset, end: i + 1 < raw.length ? raw[i + 1]!.offset : size, chunk: e.chunk }))
+      if (this.extentCache.size > 4096) this.extentCache.delete(this.extentCache.keys().next().value!)
+      this.extentCache.set(ino, list)
+    }
+    return list
+  }
+
+  async open(ino: bigint, flags: number): Promise<{ keepCache: boolean }> {
+    const node = this.inode(ino)
+    if ((flags & 3) !== 0) throw new FuseError('EROFS')
+    if (node.type === 'file') {
+      if (this.options.traceFile && !this.traced.has(node.ino)) {
+        this.traced.add(node.ino)
+        this.trace.push(this.reader.pathOf(node.ino))
+      }
+      if (node.size > 0 && node.size <= this.smallFile) this.background(this.extents(node.ino).map((e) => e.chunk))
+    }
+    // Content never changes: the kernel may keep pages across opens.
+    return { keepCache: true }
+  }
+
+  /** Fetches chunks without waiting (read-ahead, small files, prefetch); failures surface on the real read. */
+  private background(chunks: number[]): void {
+    if (chunks.length === 0) return
+    this.fetcher.fetch(chunks).catch(() => {})
+  }
+
+  async read(ino: bigint, _fh: bigint, offset: number, size: number): Promise<Buffer> {
+    const n = Number(ino)
+    const list = this.extents(n)
+    if (list.length === 0) return Buffer.alloc(0)
+    const end = Math.min(offset + size, list[list.length - 1]!.end)
+    if (offset >= end) return Buffer.alloc(0)
+    // Binary search for the first extent that ends after offset.
+    let lo = 0
+    let hi = list.length - 1
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1
+      if (list[mid]!.end <= offset) lo = mid + 1
+      else hi = mid
+    }
+    let last = lo
+    while (last + 1 < list.length && list[last + 1]!.offset < end) last++
+    const wanted = list.slice(lo, last + 1)
+    const sequential = this.lastEnd.get(n) === offset
+    this.lastEnd.set(n, end)
+    if (sequential && this.readAhead > 0) this.background(list.slice(last + 1, last + 1 + this.readAhead).map((e) => e.chunk))
+    let plains: Buffer[]
+    try {
+      plains = await this.fetcher.fetch(wanted.map((e) => e.chunk))
+    } catch (err) {
+      const code = ZosError.is(err) ? err.code : 'INTERNAL'
+      this.log.error({ flist: this.reader.path, path: this.reader.pathOf(n), offset, code }, `read failed: ${errorMessage(err)}`)
+      throw new FuseError('EIO')
+    }
+    this.readBytes += end - offset
+    const first = wanted[0]!
+    if (plains.length === 1) return plains[0]!.subarray(offset - first.offset, end - first.offset)
+    const out = Buffer.allocUnsafe(end - offset)
+    let pos = 0
+    wanted.forEach((e, i) => {
+      const from = Math.max(offset, e.offset) - e.offset
+      const to = Math.min(end, e.end) - e.offset
+      plains[i]!.copy(out, pos, from, to)
+      pos += to - from
+    })
+    return out
+  }
+
+  async opendir(ino: bigint): Promise<{ keepCache: boolean; cacheDir: boolean }> {
+    if (this.inode(ino).type !== 'dir') throw new FuseError('ENOTDIR')
+    return { keepCache: true, cacheDir: true }
+  }
+
+  private listing(ino: bigint): { name: string; ino: number }[] {
+    const n = Number(ino)
+    const node = this.inode(ino)
+    if (node.type !== 'dir') throw new FuseError('ENOTDIR')
+    const parent = n === ROOT_INO ? ROOT_INO : (this.reader.parentOf(n) ?? ROOT_INO)
+    return [{ name: '.', ino: n }, { name: '..', ino: parent }, ...this.reader.readdir(n)]
+  }
+
+  async readdir(ino: bigint, _fh: bigint, offset: number, add: DirAdder<DirEntry>): Promise<void> {
+    const list = this.listing(ino)
+    for (let i = offset; i < list.length; i++) {
+      const e = list[i]!
+      const mode = e.name === '.' || e.name === '..' ? S_IFDIR : (this.reader.inode(e.ino)?.mode ?? 0)
+      if (!add({ name: e.name, ino: BigInt(e.ino), mode, offset: i + 1 })) return
+    }
+  }
+
+  async readdirplus(ino: bigint, _fh: bigint, offset: number, add: DirAdder<DirEntryPlus>): Promise<void> {
+    const list = this.listing(ino)
+    for (let i = offset; i < list.length; i++) {
+      const e = list[i]!
+      const node = this.reader.inode(e.ino)!
+      // '.' and '..' carry no attributes: the kernel must not take a lookup reference for them.
+      const entry: Entry = e.name === '.' || e.name === '..' ? { ino: 0n, attr: attrOf(node) } : this.entry(node)
+      if (!add({ name: e.name, entry, offset: i + 1 })) return
+    }
+  }
+
+  async statfs(): Promise<{ blocks: number; bfree: number; bavail: number; files: number; ffree: number; bsize: number; namelen: number }> {
+    const s = this.reader.counts()
+    return { blocks: Math.ceil(s.bytes / 4096), bfree: 0, bavail: 0, files: s.inodes, ffree: 0, bsize: 4096, namelen: 255 }
+  }
+
+  async getxattr(ino: bigint, name: string): Promise<Buffer> {
+    const v = this.reader.xattrs(Number(ino)).get(name)
+    if (!v) throw new FuseError('ENODATA')
+    return v
+  }
+
+  async listxattr(ino: bigint): Promise<string[]> {
+    return [...this.reader.xattrs(Number(ino)).keys()]
+  }
+
+  /** Fetches the flist's prefetch list, in order, a few files at a time. */
+  async prefetchAll(signal: AbortSignal): Promise<void> {
+    const inos = this.reader.prefetch()
+    const batch: number[] = []
+    const flush = async (): Promise<void> => {
+      if (batch.length) await this.fetcher.fetch(batch.splice(0))
+    }
+    for (const ino of inos) {
+      if (signal.aborted) return
+      for (const e of this.extents(ino)) {
+        batch.push(e.chunk)
+        if (batch.length >= 64) await flush()
+      }
+    }
+    await flush()
+  }
+}
+
+const defaultLogger: FuseLogger = {
+  warn: (obj, msg) => process.stderr.write(`zos flist mount: ${msg} ${JSON.stringify(obj)}\n`),
+  error: (obj, msg) => process.stderr.write(`zos flist mount: ${msg} ${JSON.stringify(obj)}\n`),
+}
+
+export async function mountFlist(flist: string, mountpoint: string, options: FlistMountOptions): Promise<FlistMount> {
+  const log = options.logger ?? defaultLogger
+  const reader = FlistReader.open(flist, { trust: options.trust ?? [] })
+  const fs = new FlistFs(reader, options.store, options, log)
+  let fuse: FuseMount
+  try {
+    fuse = await mountFuse(mountpoint, fs, { fsname: `zos:${reader.root.toString('hex').slice(0, 16)}`, subtype: 'zosflist', ...options.fuse, logger: log })
+  } catch (err) {
+    reader.close()
+    throw err
+  }
+  const abort = new AbortController()
+  const prefetched = options.prefetch === false
+    ? Promise.resolve()
+    : fs.prefetchAll(abort.signal).catch((err: unknown) => log.warn({ flist }, `prefetch stopped: ${errorMessage(err)}`))
+  let unmounting: Promise<void> | undefined
+  const finish = (): void => {
+    abort.abort()
+    if (options.traceFile) {
+      const tmp = `${options.traceFile}.tmp-${process.pid}`
+      writeFileSync(tmp, fs.trace.map((p) => `/${p}`).join('\n') + (fs.trace.length ? '\n' : ''))
+      renameSync(tmp, options.traceFile)
+    }
+  }
+  void fuse.closed.then(() => {
+    if (!unmounting) {
+      finish()
+      reader.close()
+    }
+  })
+  return {
+    mountpoint: fuse.mountpoint,
+    reader,
+    fuse,
+    prefetched,
+    stats: () => ({ ...fs.fetcher.stats, readBytes: fs.readBytes, badChunks: fs.badChunks }),
+    unmount() {
+      unmounting ??= (async () => {
+        finish()
+        await fuse.unmount()
+        await prefetched
+        reader.close()
+      })()
+      return unmounting
+    },
+  }
+}
+
+export function assertMountable(): void {
+  if (process.getuid?.() !== 0) throw zerr('PERMISSION', 'mounting an flist needs root (FUSE mounts are made with mount(2))')
+}
