@@ -70,6 +70,7 @@ export class FlistFs implements FuseOps {
   private readonly extentCache = new Map<number, { offset: number; end: number; chunk: number }[]>()
   private readonly lastEnd = new Map<number, number>()
   private readonly traced = new Set<number>()
+  private readonly lookedUp = new Map<number, { parent: number; name: string }>()
   readonly trace: string[] = []
   private readonly readAhead: number
   private readonly smallFile: number
@@ -102,9 +103,19 @@ export class FlistFs implements FuseOps {
   }
 
   async lookup(parent: bigint, name: Buffer): Promise<Entry> {
-    const node = this.reader.lookup(Number(parent), name.toString('utf8'))
+    const text = name.toString('utf8')
+    const node = this.reader.lookup(Number(parent), text)
     if (!node) throw new FuseError('ENOENT')
+    // A traced file is recorded under the name it was opened by (hard links have several).
+    if (this.options.traceFile && node.type === 'file') this.lookedUp.set(node.ino, { parent: Number(parent), name: text })
     return this.entry(node)
+  }
+
+  private tracePath(ino: number): string {
+    const seen = this.lookedUp.get(ino)
+    if (!seen) return this.reader.pathOf(ino)
+    const dir = seen.parent === ROOT_INO ? '' : this.reader.pathOf(seen.parent)
+    return dir ? `${dir}/${seen.name}` : seen.name
   }
 
   async getattr(ino: bigint): Promise<{ attr: Attr; attrTtlMs: number }> {
@@ -135,7 +146,7 @@ export class FlistFs implements FuseOps {
     if (node.type === 'file') {
       if (this.options.traceFile && !this.traced.has(node.ino)) {
         this.traced.add(node.ino)
-        this.trace.push(this.reader.pathOf(node.ino))
+        this.trace.push(this.tracePath(node.ino))
       }
       if (node.size > 0 && node.size <= this.smallFile) this.background(this.extents(node.ino).map((e) => e.chunk))
     }
