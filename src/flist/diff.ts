@@ -43,7 +43,8 @@ export function diff(a: FlistReader, b: FlistReader): DiffResult {
       const xa = a.xattrs(ia.ino)
       const xb = b.xattrs(ib.ino)
       if (xa.size !== xb.size || [...xa].some(([k, v]) => !xb.get(k)?.equals(v))) what.push('xattrs')
-      if (ia.mtime !== ib.mtime) what.push('mtime')
+      // A directory's mtime moves whenever an entry changes; the entries themselves are reported.
+      if (ia.type !== 'dir' && ia.mtime !== ib.mtime) what.push('mtime')
     }
     if (what.length) changes.push({ path, kind: 'changed', what })
   }
