@@ -40,6 +40,24 @@ export const ERROR_CODES = {
   LEDGER_UNAVAILABLE: { exit: 24, what: 'the ledger JSON-RPC endpoint cannot be reached or failed' },
   LEDGER_REVERT: { exit: 25, what: 'the ledger rejected the transaction for a reason zos does not know' },
   LEDGER_MISMATCH: { exit: 26, what: 'the ledger was deployed from contracts other than this zos build expects' },
+  // relay (RMB)
+  RMB_MALFORMED: { exit: 30, what: 'a relay message or auth token is malformed (size, version or a field out of bounds)' },
+  RMB_UNREACHABLE: { exit: 31, what: 'no relay of the twin could be reached, or the relay refused to authenticate it' },
+  RMB_REJECTED: { exit: 32, what: 'the relay refused the message (rate limit, queue full, too large)' },
+  RMB_UNKNOWN_COMMAND: { exit: 33, what: 'the remote twin has no handler for the command' },
+  RMB_REMOTE: { exit: 34, what: 'the remote handler failed with an error this build does not know' },
+  RMB_CLOSED: { exit: 35, what: 'the relay peer was closed while the call was pending' },
+  // node agent
+  CAPACITY_EXCEEDED: { exit: 45, what: 'the node has not enough free capacity (memory, CPU, disk) for the deployment' },
+  HASH_MISMATCH: { exit: 46, what: "the deployment's challenge hash is not the one its contract carries" },
+  CONTRACT_INVALID: { exit: 47, what: 'the contract is missing, deleted, in grace period, or not a node contract of this twin on this node' },
+  RUNTIME_FAILED: { exit: 48, what: 'the container runtime (runc), a mount or a disk the workload needs failed' },
+  // hub
+  HUB_AUTH: { exit: 40, what: 'the hub refused the request token (missing, malformed, expired, replayed, or the account has no twin)' },
+  HUB_FORBIDDEN: { exit: 41, what: "the hub namespace belongs to another twin" },
+  HUB_QUOTA: { exit: 42, what: "the upload would take the twin's hub storage over its quota" },
+  HUB_TOO_LARGE: { exit: 43, what: 'the upload is larger than the hub accepts' },
+  HUB_UNAVAILABLE: { exit: 44, what: 'the hub cannot be reached or answered with an error' },
 } as const satisfies Record<string, { exit: number; what: string }>
 
 export type ErrorCode = keyof typeof ERROR_CODES

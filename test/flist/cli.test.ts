@@ -52,10 +52,10 @@ test('cli flist - pack, inspect, ls, cat, verify, diff, unpack with --json and e
   const p2 = await zos(['flist', 'pack', join(dir, 'v2'), '-o', join(dir, 'v2.fl'), '--store', store, '--json'])
   assert.equal(p2.code, 0, p2.stderr)
 
-  const inspect = JSON.parse((await zos(['flist', 'inspect', join(dir, 'v1.fl'), '--trust', address, '--json'])).stdout) as { root: string; tags: Record<string, string>; signers: { address: string; valid: boolean }[] }
+  const inspect = JSON.parse((await zos(['flist', 'inspect', join(dir, 'v1.fl'), '--trust', address, '--json'])).stdout) as { root: string; tags: Record<string, string>; signers: { publicKey: string; address: string; valid: boolean }[] }
   assert.equal(inspect.root, packed.root)
   assert.equal(inspect.tags.version, '1')
-  assert.deepEqual(inspect.signers, [{ publicKey: inspect.signers[0]!.publicKey, address, valid: true }] as typeof inspect.signers)
+  assert.deepEqual(inspect.signers, [{ publicKey: inspect.signers[0]!.publicKey, address, valid: true }])
   const untrusted = await zos(['flist', 'inspect', join(dir, 'v2.fl'), '--trust', address])
   assert.equal(untrusted.code, 13)
   assert.match(untrusted.stderr, /not signed/)
