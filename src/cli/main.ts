@@ -6,6 +6,16 @@ import { ZosError, errorMessage } from '../core/errors.js'
 import { registerFlist } from './flist.js'
 import { registerKey } from './key.js'
 import { registerStore } from './store.js'
+import { registerLedger } from './ledger.js'
+import { registerTwin } from './twin.js'
+import { registerFarm } from './farm.js'
+import { registerNode } from './node.js'
+import { registerContract } from './contract.js'
+import { registerToken } from './token.js'
+import { registerCouncil } from './council.js'
+import { registerRelay } from './relay.js'
+import { registerRmb } from './rmb.js'
+import { registerHub } from './hub.js'
 
 const [major] = process.versions.node.split('.').map(Number)
 if ((major ?? 0) < 20) {
@@ -19,15 +29,26 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .option('--json', 'print machine-readable JSON on stdout')
     .showHelpAfterError()
+    // Before any command is added: subcommands copy these settings when they are created.
+    .exitOverride()
   registerFlist(program)
   registerKey(program)
   registerStore(program)
+  registerLedger(program)
+  registerTwin(program)
+  registerFarm(program)
+  registerNode(program)
+  registerContract(program)
+  registerToken(program)
+  registerCouncil(program)
+  registerRelay(program)
+  registerRmb(program)
+  registerHub(program)
   return program
 }
 
 async function main(): Promise<void> {
   const program = buildProgram()
-  program.exitOverride()
   try {
     await program.parseAsync(process.argv)
   } catch (err) {
