@@ -84,6 +84,17 @@ class PackBuilder {
       offset += b.data.length
       return loc
     })
+    this.track(pack, data, blobs, locations)
+  }
+
+  /** Stores a pack a worker already assembled and named. */
+  addPack(pack: string, data: Uint8Array, blobs: readonly Omit<PendingBlob, 'data'>[], offsets: readonly { offset: number; length: number }[]): void {
+    const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+    const locations: ChunkLocation[] = blobs.map((b, i) => ({ sid: b.sid, size: b.size, codec: b.codec, pack, offset: offsets[i]!.offset, length: offsets[i]!.length, ...(b.baseSid ? { base: b.baseSid } : {}) }))
+    this.track(pack, buf, blobs, locations)
+  }
+
+  private track(pack: string, data: Buffer, blobs: readonly Omit<PendingBlob, 'data'>[], locations: readonly ChunkLocation[]): void {
     const p = this.store.putPack(pack, data, locations).then(() => {
       this.packs++
       this.storedBytes += data.length
@@ -278,18 +289,24 @@ export class ChunkPipeline {
         items: items.map(({ offset, length, sid, base }) => ({ offset, length, sid, ...(base ? { base } : {}) })),
         level: this.o.level,
         ...(key ? { key: new Uint8Array(key) } : {}),
+        packMin: this.o.packSize / 2,
       },
       [buf.buffer as ArrayBuffer],
     )) as EncodeResponse
-    enc.blobs.forEach((blob, i) => {
+    const describe = (i: number, codec: number): Omit<PendingBlob, 'data'> => {
       const item = items[i]!
-      if (blob.codec === CODEC_ZSTD_DELTA) this.stats.deltaChunks++
+      if (codec === CODEC_ZSTD_DELTA) this.stats.deltaChunks++
       this.stats.newChunks++
-      this.packs.add({
-        id: item.id, hash: item.hash, sid: item.sid, size: item.length, codec: blob.codec, data: blob.data,
-        ...(blob.codec === CODEC_ZSTD_DELTA ? { baseId: this.chunkIds.get(item.baseSid!)!, baseSid: item.baseSid! } : {}),
-      })
-    })
+      return {
+        id: item.id, hash: item.hash, sid: item.sid, size: item.length, codec,
+        ...(codec === CODEC_ZSTD_DELTA ? { baseId: this.chunkIds.get(item.baseSid!)!, baseSid: item.baseSid! } : {}),
+      }
+    }
+    if ('pack' in enc) {
+      this.packs.addPack(enc.pack.id, enc.pack.data, enc.pack.blobs.map((b, i) => describe(i, b.codec)), enc.pack.blobs)
+    } else {
+      enc.blobs.forEach((blob, i) => this.packs.add({ ...describe(i, blob.codec), data: blob.data }))
+    }
     await this.packs.settle(4)
   }
 

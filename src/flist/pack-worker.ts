@@ -1,5 +1,5 @@
 // Worker thread for the packer: content-defined chunking with SHA-256 of every chunk, and chunk encoding.
-import { randomFillSync } from 'node:crypto'
+import { createHash, randomFillSync } from 'node:crypto'
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs'
 import { parentPort } from 'node:worker_threads'
 import { Chunker, type ChunkerParams } from './chunker.js'
@@ -50,10 +50,16 @@ export interface EncodeRequest {
   items: EncodeItem[]
   level: number
   key?: Uint8Array
+  /** When the encoded chunks add up to at least this many bytes, return them as one finished pack. */
+  packMin: number
 }
-export interface EncodeResponse {
-  blobs: { codec: number; data: Uint8Array }[]
-}
+/**
+ * Either the encoded chunks one by one (the packer groups them), or, for a big enough batch, one pack already
+ * assembled and named here, so that the main thread neither copies nor hashes it.
+ */
+export type EncodeResponse =
+  | { blobs: { codec: number; data: Uint8Array }[] }
+  | { pack: { id: string; data: Uint8Array; blobs: { codec: number; offset: number; length: number }[] } }
 
 export type WorkerRequest = ChunkRequest | EncodeRequest
 export type WorkerResponse = ChunkResponse | EncodeResponse
@@ -108,10 +114,20 @@ function handle(req: WorkerRequest): { value: WorkerResponse; transfer: ArrayBuf
     return { value: { data: req.data, parts }, transfer: [req.data.buffer as ArrayBuffer, ...parts.map((p) => p.hashes.buffer as ArrayBuffer)] }
   }
   const key = req.key ? Buffer.from(req.key) : undefined
-  const blobs = req.items.map((item) => {
-    const e = encodeChunk(req.data.subarray(item.offset, item.offset + item.length), item.sid, { level: req.level, base: item.base, key })
-    return { codec: e.codec, data: new Uint8Array(e.data) }
-  })
+  const encoded = req.items.map((item) => encodeChunk(req.data.subarray(item.offset, item.offset + item.length), item.sid, { level: req.level, base: item.base, key }))
+  const total = encoded.reduce((n, e) => n + e.data.length, 0)
+  if (total >= req.packMin) {
+    const data = new Uint8Array(total)
+    let offset = 0
+    const blobs = encoded.map((e) => {
+      data.set(e.data, offset)
+      offset += e.data.length
+      return { codec: e.codec, offset: offset - e.data.length, length: e.data.length }
+    })
+    const id = createHash('sha256').update(data).digest('hex')
+    return { value: { pack: { id, data, blobs } }, transfer: [data.buffer] }
+  }
+  const blobs = encoded.map((e) => ({ codec: e.codec, data: new Uint8Array(e.data) }))
   return { value: { blobs }, transfer: blobs.map((b) => b.data.buffer as ArrayBuffer) }
 }
 

@@ -108,6 +108,18 @@ export class DirStore implements WritableStore {
   }
 
   /** The index, opened on first use: readers that only read packs never touch index.db. */
+  private readonly statements = new Map<string, Database.Statement>()
+
+  /** Prepared statements are reused: preparing one costs more than running it. */
+  private stmt(sql: string): Database.Statement {
+    let st = this.statements.get(sql)
+    if (!st) {
+      st = this.index().prepare(sql)
+      this.statements.set(sql, st)
+    }
+    return st
+  }
+
   private index(): Database.Database {
     this.checkOpen()
     if (this.db) return this.db
@@ -241,7 +253,6 @@ export class DirStore implements WritableStore {
   }
 
   async lookupChunks(sids: readonly string[]): Promise<Map<string, ChunkLocation>> {
-    const db = this.index()
     const found = new Map<string, ChunkLocation>()
     const unique = [...new Set(sids)]
     for (const sid of unique) {
@@ -249,8 +260,8 @@ export class DirStore implements WritableStore {
     }
     for (let i = 0; i < unique.length; i += LOOKUP_BATCH) {
       const batch = unique.slice(i, i + LOOKUP_BATCH)
-      const rows = db
-        .prepare(`SELECT sid, pack, offset, length, size, codec, base FROM chunks WHERE sid IN (${batch.map(() => '?').join(',')})`)
+      const rows = this
+        .stmt(`SELECT sid, pack, offset, length, size, codec, base FROM chunks WHERE sid IN (${batch.map(() => '?').join(',')})`)
         .all(...batch) as ChunkRow[]
       for (const r of rows) found.set(r.sid, rowToLocation(r))
     }
@@ -273,9 +284,9 @@ export class DirStore implements WritableStore {
     const existing = await this.statPack(pack)
     if (existing !== data.length) await this.writeAtomically(final, pack, data)
 
-    const insertPack = db.prepare('INSERT OR IGNORE INTO packs (id, size, created) VALUES (?, ?, ?)')
+    const insertPack = this.stmt('INSERT OR IGNORE INTO packs (id, size, created) VALUES (?, ?, ?)')
     // A chunk already stored elsewhere keeps its first location: both copies are valid.
-    const insertChunk = db.prepare('INSERT OR IGNORE INTO chunks (sid, pack, offset, length, size, codec, base) VALUES (?, ?, ?, ?, ?, ?, ?)')
+    const insertChunk = this.stmt('INSERT OR IGNORE INTO chunks (sid, pack, offset, length, size, codec, base) VALUES (?, ?, ?, ?, ?, ?, ?)')
     try {
       db.transaction(() => {
         insertPack.run(pack, data.length, Date.now())
@@ -315,7 +326,7 @@ export class DirStore implements WritableStore {
 
   async getPathHint(key: string): Promise<string[] | undefined> {
     if (typeof key !== 'string') throw zerr('INVALID_ARGUMENT', 'a path hint key must be a string')
-    const row = this.index().prepare('SELECT sids FROM hints WHERE key = ?').get(key) as { sids: string } | undefined
+    const row = this.stmt('SELECT sids FROM hints WHERE key = ?').get(key) as { sids: string } | undefined
     if (!row) return undefined
     let parsed: unknown
     try {
@@ -335,7 +346,7 @@ export class DirStore implements WritableStore {
       }
     }
     const db = this.index()
-    const put = db.prepare('INSERT OR REPLACE INTO hints (key, sids) VALUES (?, ?)')
+    const put = this.stmt('INSERT OR REPLACE INTO hints (key, sids) VALUES (?, ?)')
     db.transaction(() => {
       for (const [key, sids] of hints) put.run(key, JSON.stringify(sids))
     })()
@@ -352,6 +363,7 @@ export class DirStore implements WritableStore {
     if (this.closed) return
     this.closed = true
     await this.fds.close()
+    this.statements.clear()
     this.db?.close()
     this.db = undefined
   }
