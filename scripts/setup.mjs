@@ -2,7 +2,7 @@
 // Makes a checkout ready to run: Debian packages (when root), npm packages, and a fresh build.
 // Each step checks first, so a second run on a ready machine costs well under a second.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync, readdirSync, statSync, writeFileSync, mkdirSync } from 'node:fs'
+import { existsSync, readdirSync, statSync, writeFileSync, mkdirSync, utimesSync } from 'node:fs'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -43,8 +43,12 @@ function ensureNpm() {
   const installed = join(root, 'node_modules', '.package-lock.json')
   if (mtime(installed) >= mtime(lock) && mtime(installed) >= mtime(join(root, 'package.json'))) return
   log('installing npm packages')
-  const args = existsSync(lock) ? ['ci', '--no-audit', '--no-fund'] : ['install', '--no-audit', '--no-fund']
-  execFileSync('npm', args, { cwd: root, stdio: quiet ? ['ignore', 'ignore', 'inherit'] : 'inherit' })
+  // `npm install`, not `npm ci`: npm 11 leaves the other platforms' optional anvil binaries out of the lock file
+  // and then refuses `npm ci`; install still takes every version the lock file pins.
+  execFileSync('npm', ['install', '--no-audit', '--no-fund'], { cwd: root, stdio: quiet ? ['ignore', 'ignore', 'inherit'] : 'inherit' })
+  // npm may rewrite the lock file after node_modules: mark the install as the newer of the two.
+  const now = new Date()
+  utimesSync(installed, now, now)
 }
 
 function newestSource(dir) {
