@@ -23,11 +23,16 @@ export interface FetcherOptions {
   memoryBytes?: number
   /** Called for every chunk that failed verification (for logs and metrics). */
   onBadChunk?: (info: ChunkInfo, err: ZosError) => void
+  /** Called when the cache cannot store a chunk (disk full, …): the read still succeeds. */
+  onCacheError?: (info: ChunkInfo, err: unknown) => void
 }
 
 export interface FetcherStats {
   fetchedChunks: number
+  /** Bytes received from the store (encoded: compressed, encrypted). */
   fetchedBytes: number
+  /** Plaintext bytes of the chunks fetched from the store. */
+  fetchedPlainBytes: number
   memoryHits: number
   cacheHits: number
   joined: number
@@ -57,9 +62,18 @@ class MemoryLru {
   }
 }
 
+/** Bytes of verified chunks waiting to be written to the disk cache before reads start waiting for the disk. */
+const CACHE_WRITE_BACKLOG = 32 * 1024 * 1024
+
+/** Chunk rows looked up from the metadata, kept so that a hot chunk costs no SQLite query per read. */
+const INFO_ENTRIES = 65536
+
 export class ChunkFetcher {
-  readonly stats: FetcherStats = { fetchedChunks: 0, fetchedBytes: 0, memoryHits: 0, cacheHits: 0, joined: 0 }
+  readonly stats: FetcherStats = { fetchedChunks: 0, fetchedBytes: 0, fetchedPlainBytes: 0, memoryHits: 0, cacheHits: 0, joined: 0 }
   private readonly memory: MemoryLru
+  private readonly infoCache = new Map<number, ChunkInfo>()
+  private readonly cacheWrites = new Set<Promise<void>>()
+  private cacheBacklog = 0
   private readonly inflight = new Map<string, Promise<Buffer>>()
   private readonly cache: ChunkCache | undefined
 
@@ -75,10 +89,31 @@ export class ChunkFetcher {
     this.options = o
   }
 
+  private info(id: number): ChunkInfo {
+    let info = this.infoCache.get(id)
+    if (!info) {
+      info = this.reader.chunk(id)
+      if (this.infoCache.size >= INFO_ENTRIES) this.infoCache.delete(this.infoCache.keys().next().value!)
+      this.infoCache.set(id, info)
+    }
+    return info
+  }
+
   /** Fetches and verifies chunks by id; the result is in the order asked. */
   async fetch(ids: readonly number[], signal?: AbortSignal): Promise<Buffer[]> {
     if (signal?.aborted) throw zerr('TIMEOUT', 'the read was interrupted')
-    const infos = new Map(ids.map((id) => [id, this.reader.chunk(id)] as const))
+    // Every chunk in memory: the common case of a warm read, answered without maps or awaits.
+    const hot: Buffer[] = []
+    for (const id of ids) {
+      const b = this.memory.get(this.info(id).sid)
+      if (!b) break
+      hot.push(b)
+    }
+    if (hot.length === ids.length) {
+      this.stats.memoryHits += hot.length
+      return hot
+    }
+    const infos = new Map(ids.map((id) => [id, this.info(id)] as const))
     const pending = new Map<string, Promise<Buffer> | Buffer>()
     const needed: ChunkInfo[] = []
     for (const info of infos.values()) {
@@ -115,6 +150,8 @@ export class ChunkFetcher {
     if (!hit) return undefined
     if (hit.length === info.size && sha256(hit).equals(info.hash)) {
       this.stats.cacheHits++
+      // Verified: keep it in memory so that the next reads of this chunk cost neither a disk read nor a hash.
+      this.memory.set(info.sid, hit)
       return hit
     }
     await this.cache.remove?.(info.sid)
@@ -134,7 +171,7 @@ export class ChunkFetcher {
     const baseOf = new Map<number, Buffer>()
     for (const info of missing) {
       if (info.base === undefined || bases.has(info.base) || baseOf.has(info.base) || missing.some((m) => m.id === info.base)) continue
-      const base = this.reader.chunk(info.base)
+      const base = this.info(info.base)
       const hit = this.memory.get(base.sid) ?? (await this.fromCache(base))
       if (hit) baseOf.set(base.id, hit)
       else bases.set(base.id, base)
@@ -149,12 +186,40 @@ export class ChunkFetcher {
         baseOf.set(info.id, plain)
         this.stats.fetchedChunks++
         this.stats.fetchedBytes += data.length
+        this.stats.fetchedPlainBytes += plain.length
         this.memory.set(info.sid, plain)
-        if (this.cache) await this.cache.put(info.sid, plain)
+        if (this.cache) await this.toCache(info, plain)
         out.set(info.sid, plain)
       }
     }
     return out
+  }
+
+  /**
+   * Stores a verified chunk in the cache without making the read wait for the disk (the memory LRU serves it
+   * meanwhile), unless more than CACHE_WRITE_BACKLOG bytes are already waiting to be written.
+   */
+  private async toCache(info: ChunkInfo, plain: Buffer): Promise<void> {
+    const write = (async () => {
+      try {
+        await this.cache!.put(info.sid, plain)
+      } catch (err) {
+        // Only a cache: the verified bytes are still good for this read.
+        ;(this.options as FetcherOptions).onCacheError?.(info, err)
+      }
+    })()
+    this.cacheBacklog += plain.length
+    this.cacheWrites.add(write)
+    void write.finally(() => {
+      this.cacheBacklog -= plain.length
+      this.cacheWrites.delete(write)
+    })
+    if (this.cacheBacklog > CACHE_WRITE_BACKLOG) await write
+  }
+
+  /** Settles when every cache write started so far has finished (call before exiting). */
+  async flushCache(): Promise<void> {
+    while (this.cacheWrites.size > 0) await Promise.all([...this.cacheWrites])
   }
 
   private async readRaw(infos: readonly ChunkInfo[]): Promise<Buffer[]> {

@@ -20,8 +20,13 @@ export interface FlistMountOptions {
   store: Store
   cache?: DiskChunkCache
   trust?: readonly TrustedKey[]
-  /** Chunks fetched ahead of a sequential reader (default 16, about 1 MiB). */
+  /**
+   * Chunks fetched ahead of a sequential reader at first (default 16, about 1 MiB); the window doubles while the
+   * reader stays sequential, up to 4 times this.
+   */
   readAheadChunks?: number
+  /** Verified chunks kept in memory by this mount (default 64 MiB); reads served from it are not re-hashed. */
+  memoryBytes?: number
   /** Files up to this size are fetched whole when opened (default 1 MiB). */
   smallFileBytes?: number
   /** Fetch the flist's prefetch list in the background at mount (default true). */
@@ -45,6 +50,14 @@ export interface FlistMount {
 /** Metadata never changes under a mount: let the kernel cache it for a long time. */
 const TTL_MS = 3600_000
 const S_IFDIR = 0o040000
+/** A read this close to where the previous one ended continues a sequential stream. */
+const STREAM_SLACK = 4 * 1024 * 1024
+/** Chunks per read-ahead fetch (about 1 MiB: one store request). */
+const READ_AHEAD_BATCH = 16
+/** Pooled reply buffers: their size (the largest FUSE read), the smallest reply that uses one, how many. */
+const POOL_BUFFER_BYTES = 1024 * 1024
+const POOL_MIN_BYTES = 128 * 1024
+const POOL_MAX_BUFFERS = 32
 
 export function attrOf(inode: Inode): Attr {
   return {
@@ -67,9 +80,14 @@ export class FlistFs implements FuseOps {
   readonly fetcher: ChunkFetcher
   readBytes = 0
   badChunks = 0
+  cacheErrors = 0
   private readonly extentCache = new Map<number, { offset: number; end: number; chunk: number }[]>()
-  private readonly lastEnd = new Map<number, number>()
+  /** Per file being read sequentially: where reads got to, how far ahead chunks were asked for, the window. */
+  private readonly streams = new Map<number, { end: number; ahead: number; window: number }>()
   private readonly traced = new Set<number>()
+  private readonly spareBuffers: Buffer[] = []
+  private readonly releasing: Buffer[] = []
+  private pooledBuffers = 0
   private readonly lookedUp = new Map<number, { parent: number; name: string }>()
   readonly trace: string[] = []
   private readonly readAhead: number
@@ -83,9 +101,14 @@ export class FlistFs implements FuseOps {
   ) {
     this.fetcher = new ChunkFetcher(reader, store, {
       ...(options.cache ? { cache: options.cache } : {}),
+      ...(options.memoryBytes !== undefined ? { memoryBytes: options.memoryBytes } : {}),
       onBadChunk: (info, err) => {
         this.badChunks++
         log.error({ chunk: info.sid, pack: info.pack, offset: info.offset, flist: reader.path }, `rejected a chunk that does not match its id: ${err.message}`)
+      },
+      onCacheError: (info, err) => {
+        // Reads go on from the store; say so once per 1000 failures, not once per chunk.
+        if (this.cacheErrors++ % 1000 === 0) log.warn({ chunk: info.sid, failures: this.cacheErrors }, `cannot write the chunk cache: ${errorMessage(err)}`)
       },
     })
     this.readAhead = options.readAheadChunks ?? 16
@@ -177,9 +200,7 @@ export class FlistFs implements FuseOps {
     let last = lo
     while (last + 1 < list.length && list[last + 1]!.offset < end) last++
     const wanted = list.slice(lo, last + 1)
-    const sequential = this.lastEnd.get(n) === offset
-    this.lastEnd.set(n, end)
-    if (sequential && this.readAhead > 0) this.background(list.slice(last + 1, last + 1 + this.readAhead).map((e) => e.chunk))
+    if (this.readAhead > 0) this.readAheadFor(n, list, offset, end, last)
     let plains: Buffer[]
     try {
       plains = await this.fetcher.fetch(wanted.map((e) => e.chunk))
@@ -191,7 +212,7 @@ export class FlistFs implements FuseOps {
     this.readBytes += end - offset
     const first = wanted[0]!
     if (plains.length === 1) return plains[0]!.subarray(offset - first.offset, end - first.offset)
-    const out = Buffer.allocUnsafe(end - offset)
+    const out = this.replyBuffer(end - offset)
     let pos = 0
     wanted.forEach((e, i) => {
       const from = Math.max(offset, e.offset) - e.offset
@@ -200,6 +221,57 @@ export class FlistFs implements FuseOps {
       pos += to - from
     })
     return out
+  }
+
+  /**
+   * A buffer for a reply that spans several chunks. Reads of a few hundred KiB to 1 MiB reuse pooled buffers:
+   * a fresh 1 MiB allocation per read (page faults, and garbage collections triggered by external memory) cost
+   * more than half of a warm read. This relies on the FUSE driver's contract that a read's reply is written to
+   * the kernel before its next await (docs/fuse.md): a buffer goes back to the pool only in a later macrotask
+   * (setImmediate), after every microtask, including the driver's write of that reply, has run.
+   */
+  private replyBuffer(n: number): Buffer {
+    if (n < POOL_MIN_BYTES || n > POOL_BUFFER_BYTES) return Buffer.allocUnsafe(n)
+    let buf = this.spareBuffers.pop()
+    if (!buf) {
+      if (this.pooledBuffers >= POOL_MAX_BUFFERS) return Buffer.allocUnsafe(n)
+      this.pooledBuffers++
+      buf = Buffer.allocUnsafe(POOL_BUFFER_BYTES)
+    }
+    this.releasing.push(buf)
+    if (this.releasing.length === 1) {
+      setImmediate(() => {
+        for (const b of this.releasing) this.spareBuffers.push(b)
+        this.releasing.length = 0
+      })
+    }
+    return buf.subarray(0, n)
+  }
+
+  /**
+   * Sequential read-ahead. The kernel sends a sequential reader's 1 MiB requests a few at a time and not always in
+   * order, so a read near where the last one ended counts as sequential. Chunks are asked for in batches of
+   * READ_AHEAD_BATCH (one coalesced store request each, several in flight) once half the window is used up.
+   */
+  private readAheadFor(ino: number, list: { offset: number; end: number; chunk: number }[], offset: number, end: number, last: number): void {
+    const s = this.streams.get(ino)
+    if (!s) {
+      if (this.streams.size >= 1024) this.streams.delete(this.streams.keys().next().value!)
+      this.streams.set(ino, { end, ahead: last + 1, window: this.readAhead })
+      return
+    }
+    const sequential = offset >= s.end - STREAM_SLACK && offset <= s.end + STREAM_SLACK
+    if (!sequential) {
+      Object.assign(s, { end, ahead: last + 1, window: this.readAhead })
+      return
+    }
+    s.end = Math.max(s.end, end)
+    s.ahead = Math.max(s.ahead, last + 1)
+    const target = Math.min(list.length, last + 1 + s.window)
+    if (target <= s.ahead || (target - s.ahead < s.window / 2 && target < list.length)) return
+    for (let i = s.ahead; i < target; i += READ_AHEAD_BATCH) this.background(list.slice(i, Math.min(i + READ_AHEAD_BATCH, target)).map((e) => e.chunk))
+    s.ahead = target
+    s.window = Math.min(s.window * 2, this.readAhead * 4)
   }
 
   async opendir(ino: bigint): Promise<{ keepCache: boolean; cacheDir: boolean }> {
@@ -277,6 +349,19 @@ export async function mountFlist(flist: string, mountpoint: string, options: Fli
   const log = options.logger ?? defaultLogger
   const reader = FlistReader.open(flist, { trust: options.trust ?? [] })
   const fs = new FlistFs(reader, options.store, options, log)
+  // While the kernel mounts (a `mount` child process and the INIT exchange), ask the store about one pack of
+  // this flist: the first read then finds the HTTP client loaded and a connection open. Failures do not matter.
+  // (zos packers number chunks from 1; a flist without chunk 1 just skips this.)
+  let somePack: string | undefined
+  try {
+    somePack = reader.chunk(1).pack
+  } catch {
+    // no chunk 1 (an empty tree, or another packer's numbering)
+  }
+  if (somePack) {
+    const pack = somePack
+    setImmediate(() => void options.store.statPack(pack).catch(() => {}))
+  }
   let fuse: FuseMount
   try {
     fuse = await mountFuse(mountpoint, fs, { fsname: `zos:${reader.root.toString('hex').slice(0, 16)}`, subtype: 'zosflist', ...options.fuse, logger: log })
@@ -314,6 +399,7 @@ export async function mountFlist(flist: string, mountpoint: string, options: Fli
         finish()
         await fuse.unmount()
         await prefetched
+        await fs.fetcher.flushCache()
         reader.close()
       })()
       return unmounting

@@ -2,46 +2,88 @@
 // have the same tree, attributes, tags and content (by chunk hash), wherever their chunks are stored.
 // Value encoding: integer 'i' + int64 BE; text 't' + u32 BE length + UTF-8; blob 'b' + u32 length + bytes;
 // null 'n'. Each table starts with 'T' + its name (as text), each row with 'R'.
+// The stream is assembled in a 64 KiB buffer and hashed a buffer at a time: one hash update per value made this
+// the largest part of opening an flist (and so of every mount's start).
 import { createHash, type Hash } from 'node:crypto'
 import type Database from 'better-sqlite3'
 import { ROOT_DOMAIN, ROOT_QUERIES } from './schema.js'
 
-function writeValue(h: Hash, v: unknown, scratch: Buffer): void {
-  if (v === null || v === undefined) {
-    h.update('n')
-  } else if (typeof v === 'bigint' || typeof v === 'number') {
-    scratch[0] = 0x69 // 'i'
-    scratch.writeBigInt64BE(BigInt(v), 1)
-    h.update(scratch.subarray(0, 9))
-  } else if (typeof v === 'string') {
-    const bytes = Buffer.from(v, 'utf8')
-    scratch[0] = 0x74 // 't'
-    scratch.writeUInt32BE(bytes.length, 1)
-    h.update(scratch.subarray(0, 5))
-    h.update(bytes)
-  } else if (v instanceof Uint8Array) {
-    scratch[0] = 0x62 // 'b'
-    scratch.writeUInt32BE(v.length, 1)
-    h.update(scratch.subarray(0, 5))
-    h.update(v)
-  } else {
-    throw new Error(`unexpected value in flist metadata: ${typeof v}`)
+const BUFFER_BYTES = 64 * 1024
+/** Room always left for one fixed-size item: a tag byte and an int64 or a length. */
+const ITEM_MAX = 16
+
+class RootStream {
+  private readonly buf = Buffer.allocUnsafe(BUFFER_BYTES)
+  private readonly view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength)
+  private pos = 0
+  constructor(private readonly h: Hash) {}
+
+  private room(n: number): void {
+    if (this.pos + n > BUFFER_BYTES) this.flush()
+  }
+
+  flush(): void {
+    if (this.pos > 0) this.h.update(this.buf.subarray(0, this.pos))
+    this.pos = 0
+  }
+
+  byte(b: number): void {
+    this.room(1)
+    this.buf[this.pos++] = b
+  }
+
+  bytes(b: Uint8Array): void {
+    if (b.length > BUFFER_BYTES - this.pos) {
+      this.flush()
+      if (b.length > BUFFER_BYTES) {
+        this.h.update(b)
+        return
+      }
+    }
+    this.buf.set(b, this.pos)
+    this.pos += b.length
+  }
+
+  value(v: unknown): void {
+    this.room(ITEM_MAX)
+    if (v === null || v === undefined) {
+      this.buf[this.pos++] = 0x6e // 'n'
+    } else if (typeof v === 'bigint' || typeof v === 'number') {
+      this.buf[this.pos] = 0x69 // 'i'
+      this.view.setBigInt64(this.pos + 1, typeof v === 'bigint' ? v : BigInt(v))
+      this.pos += 9
+    } else if (typeof v === 'string') {
+      const n = Buffer.byteLength(v, 'utf8')
+      this.buf[this.pos] = 0x74 // 't'
+      this.view.setUint32(this.pos + 1, n)
+      this.pos += 5
+      if (n <= BUFFER_BYTES - this.pos) this.pos += this.buf.write(v, this.pos, 'utf8')
+      else this.bytes(Buffer.from(v, 'utf8'))
+    } else if (v instanceof Uint8Array) {
+      this.buf[this.pos] = 0x62 // 'b'
+      this.view.setUint32(this.pos + 1, v.length)
+      this.pos += 5
+      this.bytes(v)
+    } else {
+      throw new Error(`unexpected value in flist metadata: ${typeof v}`)
+    }
   }
 }
 
 export function computeRoot(db: Database.Database): Buffer {
   const h = createHash('sha256')
-  h.update(ROOT_DOMAIN)
-  h.update(Buffer.of(0))
-  const scratch = Buffer.alloc(9)
+  const out = new RootStream(h)
+  out.bytes(Buffer.from(ROOT_DOMAIN))
+  out.byte(0)
   for (const query of ROOT_QUERIES) {
-    h.update('T')
-    writeValue(h, query.name, scratch)
+    out.byte(0x54) // 'T'
+    out.value(query.name)
     const stmt = db.prepare(query.sql).raw(true).safeIntegers(true)
     for (const row of stmt.iterate() as Iterable<unknown[]>) {
-      h.update('R')
-      for (const v of row) writeValue(h, v, scratch)
+      out.byte(0x52) // 'R'
+      for (const v of row) out.value(v)
     }
   }
+  out.flush()
   return h.digest()
 }

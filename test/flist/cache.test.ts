@@ -56,3 +56,27 @@ test('cache - temporary files of a crashed writer are never entries', async (t) 
   await assert.rejects(readFile(leftover))
   await assert.rejects(c.put('not-a-sid', a.data))
 })
+
+test('cache - a chunk is served while it is being written, and the bound counts it before it is on disk', async (t) => {
+  const dir = await tempDir(t)
+  const c = await DiskChunkCache.open(dir, 1024 * 1024)
+  const chunks = Array.from({ length: 12 }, () => chunk(100_000))
+  // Not awaited: the writes are in flight while we read. Ten fit in the bound; the last two are not cached.
+  const writes = chunks.map((x) => c.put(x.sid, x.data))
+  assert.deepEqual(await c.get(chunks[0]!.sid), chunks[0]!.data)
+  assert.ok(c.stats().bytes <= 1024 * 1024, `counted ${c.stats().bytes} bytes`)
+  assert.equal(c.stats().skipped, 2)
+  assert.equal(await c.get(chunks[11]!.sid), undefined)
+  await Promise.all(writes)
+  let onDisk = 0
+  for (const sub of await readdir(join(dir, 'chunks'))) {
+    for (const name of await readdir(join(dir, 'chunks', sub))) onDisk += (await readFile(join(dir, 'chunks', sub, name))).length
+  }
+  assert.equal(onDisk, c.stats().bytes)
+  assert.equal(c.stats().entries, 10)
+  assert.deepEqual(await c.get(chunks[9]!.sid), chunks[9]!.data)
+  // Once written, later chunks evict the oldest as usual.
+  await c.put(chunks[11]!.sid, chunks[11]!.data)
+  assert.deepEqual(await c.get(chunks[11]!.sid), chunks[11]!.data)
+  assert.ok(c.stats().bytes <= 1024 * 1024 && c.stats().evictions === 1)
+})
