@@ -24,6 +24,13 @@ async function openFlist(path: string, trust: readonly string[] = []) {
   return FlistReader.open(path, { trust: await trustList(trust) })
 }
 
+/** A hub://… reference becomes a downloaded, checked .fl plus the hub's store; anything else passes through. */
+async function resolveFlist(file: string, store: string | undefined): Promise<{ file: string; store: string | undefined }> {
+  return (await import('../hub/resolve.js')).resolveFlistArg(file, store)
+}
+
+const FLIST_ARG = 'flist metadata file, or hub://[HOST:PORT/][NS/]NAME[:TAG]'
+
 /**
  * Re-runs this command without --daemon as a detached process and returns once the mountpoint is mounted
  * (or fails with what the child printed).
@@ -47,7 +54,7 @@ async function daemonize(mountpoint: string, cmd: Command): Promise<void> {
       if (exited === undefined) child.kill()
       throw zerr('TIMEOUT', `the mount did not come up${out ? `: ${out}` : ''}`)
     }
-    await new Promise((r) => setTimeout(r, 50))
+    await new Promise((r) => setTimeout(r, 10))
   }
   child.unref()
   emit(cmd, { mountpoint: target, pid: child.pid, log: logFile }, (r) => `mounted at ${r.mountpoint} (pid ${r.pid}, log ${r.log}); stop with \`zos flist umount ${r.mountpoint}\``)
@@ -210,14 +217,15 @@ export function registerFlist(program: Command): void {
   flist
     .command('cat')
     .description('print a file of an flist (fetched and verified from the store)')
-    .argument('<file>', 'flist metadata file')
+    .argument('<file>', FLIST_ARG)
     .argument('<path>', 'file inside the flist')
     .option('-s, --store <url>', 'store holding the chunks; default $ZOS_STORE')
     .option('--trust <key>', 'require a valid signature by this key (repeatable)', collect, [])
     .action(async (file: string, path: string, opts: { store?: string; trust: string[] }) => {
       const [{ openStore }, { ChunkFetcher }] = await Promise.all([import('../store/open.js'), import('../flist/fetch.js')])
-      const reader = await openFlist(file, opts.trust)
-      const store = await openStore(storeOption(opts.store))
+      const src = await resolveFlist(file, opts.store)
+      const reader = await openFlist(src.file, opts.trust)
+      const store = await openStore(storeOption(src.store))
       try {
         const node = reader.resolve(path)
         if (node.type !== 'file') throw zerr('INVALID_ARGUMENT', `${path} is a ${node.type}, not a file`)
@@ -237,14 +245,15 @@ export function registerFlist(program: Command): void {
   flist
     .command('unpack')
     .description('unpack an flist into a new (or empty) directory; nothing appears there unless it all succeeds')
-    .argument('<file>', 'flist metadata file')
+    .argument('<file>', FLIST_ARG)
     .argument('<dir>', 'target directory')
     .option('-s, --store <url>', 'store holding the chunks; default $ZOS_STORE')
     .option('--trust <key>', 'require a valid signature by this key (repeatable)', collect, [])
     .action(async (file: string, dir: string, opts: { store?: string; trust: string[] }, cmd: Command) => {
       const [{ openStore }, { unpack }, { createProgress }] = await Promise.all([import('../store/open.js'), import('../flist/unpack.js'), import('../core/progress.js')])
-      const reader = await openFlist(file, opts.trust)
-      const store = await openStore(storeOption(opts.store))
+      const src = await resolveFlist(file, opts.store)
+      const reader = await openFlist(src.file, opts.trust)
+      const store = await openStore(storeOption(src.store))
       const progress = createProgress('unpacking', { enabled: !wantsJson(cmd) })
       progress.setTotal(reader.summary().bytes)
       try {
@@ -262,13 +271,14 @@ export function registerFlist(program: Command): void {
   flist
     .command('verify')
     .description('check the signature and that every chunk is in the store and matches its id')
-    .argument('<file>', 'flist metadata file')
+    .argument('<file>', FLIST_ARG)
     .option('-s, --store <url>', 'store holding the chunks; default $ZOS_STORE')
     .option('--trust <key>', 'require a valid signature by this key (repeatable)', collect, [])
     .action(async (file: string, opts: { store?: string; trust: string[] }, cmd: Command) => {
       const [{ openStore }, { verify }, { createProgress }] = await Promise.all([import('../store/open.js'), import('../flist/verify.js'), import('../core/progress.js')])
-      const reader = await openFlist(file, opts.trust)
-      const store = await openStore(storeOption(opts.store))
+      const src = await resolveFlist(file, opts.store)
+      const reader = await openFlist(src.file, opts.trust)
+      const store = await openStore(storeOption(src.store))
       const progress = createProgress('verifying', { enabled: !wantsJson(cmd), unit: 'items' })
       try {
         const r = await verify(reader, store, {
@@ -298,11 +308,12 @@ export function registerFlist(program: Command): void {
   flist
     .command('mount')
     .description('mount an flist read-only (lazy, verified fetching); with --writable, an overlay on top of it')
-    .argument('<file>', 'flist metadata file')
+    .argument('<file>', FLIST_ARG)
     .argument('<mountpoint>', 'an existing empty directory')
     .option('-s, --store <url>', 'store holding the chunks; default $ZOS_STORE')
     .option('--cache <dir>', 'chunk cache shared by all mounts (default $ZOS_HOME/cache or ~/.zos/cache)')
     .option('--cache-size <size>', 'bound of the chunk cache, e.g. 2G', '2G')
+    .option('--memory-cache <size>', 'verified chunks this mount keeps in memory, e.g. 256M', '64M')
     .option('--trust <key>', 'require a valid signature by this key (repeatable)', collect, [])
     .option('--writable <dir>', 'mount an overlayfs at the mountpoint: the flist below, DIR/upper and DIR/work on local disk')
     .option('--trace <file>', 'record the order in which files are first opened, for `zos flist pack --prefetch`')
@@ -323,15 +334,17 @@ export function registerFlist(program: Command): void {
       assertMountable()
       const cacheDir = (opts.cache as string | undefined) ?? path.join(process.env.ZOS_HOME ?? path.join(os.homedir(), '.zos'), 'cache')
       const cache = await DiskChunkCache.open(cacheDir, parseSize(String(opts.cacheSize)))
-      const store = await openStore(storeOption(opts.store as string | undefined))
+      const src = await resolveFlist(file, opts.store as string | undefined)
+      const store = await openStore(storeOption(src.store))
       const writable = opts.writable as string | undefined
       const flistAt = writable ? path.join(writable, 'lower') : mountpoint
       if (writable) await import('node:fs/promises').then((fs) => fs.mkdir(flistAt, { recursive: true }))
-      const m = await mountFlist(file, flistAt, {
+      const m = await mountFlist(src.file, flistAt, {
         store,
         cache,
         trust: await trustList(opts.trust as string[]),
         prefetch: opts.prefetch !== false,
+        memoryBytes: parseSize(String(opts.memoryCache)),
         ...(opts.trace ? { traceFile: String(opts.trace) } : {}),
       })
       if (writable) {
@@ -356,7 +369,7 @@ export function registerFlist(program: Command): void {
       await m.unmount()
       await store.close()
       const s = m.stats()
-      process.stderr.write(`unmounted ${mountpoint} (${end.reason}); fetched ${s.fetchedChunks} chunks (${formatBytes(s.fetchedBytes)}) for ${formatBytes(s.readBytes)} read\n`)
+      process.stderr.write(`unmounted ${mountpoint} (${end.reason}); fetched ${s.fetchedChunks} chunks (${formatBytes(s.fetchedBytes)}, ${formatBytes(s.fetchedPlainBytes)} plaintext) for ${formatBytes(s.readBytes)} read\n`)
     })
 
   flist

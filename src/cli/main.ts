@@ -15,6 +15,7 @@ import { registerToken } from './token.js'
 import { registerCouncil } from './council.js'
 import { registerRelay } from './relay.js'
 import { registerRmb } from './rmb.js'
+import { registerHub } from './hub.js'
 
 const [major] = process.versions.node.split('.').map(Number)
 if ((major ?? 0) < 20) {
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   registerCouncil(program)
   registerRelay(program)
   registerRmb(program)
+  registerHub(program)
   return program
 }
 

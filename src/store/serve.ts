@@ -135,6 +135,74 @@ function sendText(res: ServerResponse, status: number, text: string, headers: Re
   res.end()
 }
 
+/**
+ * Answers GET/HEAD of one pack of the dir store at `root` (ETag = id, immutable caching, single and multiple
+ * Ranges, If-None-Match, If-Range). `id` must already be checked with isPackId. Also used by the hub.
+ */
+export async function servePack(fds: FdCache, root: string, req: IncomingMessage, res: ServerResponse, id: string, head: boolean): Promise<void> {
+  let lease
+  try {
+    lease = await fds.acquire(packPath(root, id))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return sendText(res, 404, `pack ${id} is not in this store`, {}, head)
+    throw err
+  }
+  try {
+    const { fh, size } = lease
+    const etag = `"${id}"`
+    const common = { etag, 'cache-control': CACHE_CONTROL, 'accept-ranges': 'bytes' }
+    const inm = req.headers['if-none-match']
+    if (inm !== undefined && (inm.trim() === '*' || inm.split(',').some((t) => t.trim().replace(/^W\//, '') === etag))) {
+      res.writeHead(304, common)
+      res.end()
+      return
+    }
+    let range = req.headers.range
+    const ifRange = req.headers['if-range']
+    if (range !== undefined && ifRange !== undefined && String(ifRange).trim() !== etag) range = undefined
+    if (range === undefined) {
+      res.writeHead(200, { ...common, 'content-type': 'application/octet-stream', 'content-length': size })
+      if (head) res.end()
+      else if (await writeRange(fh, 0, size - 1, res)) res.end()
+      return
+    }
+    const parsed = parseRange(range, size)
+    if (parsed === 'invalid' || parsed === 'unsatisfiable') {
+      const why = parsed === 'invalid' ? `malformed Range header (use bytes=FIRST-LAST, at most ${MAX_RANGES} ranges)` : `range outside the ${size}-byte pack`
+      return sendText(res, 416, why, { ...common, 'content-range': `bytes */${size}` }, head)
+    }
+    if (parsed.length === 1) {
+      const { start, end } = parsed[0]!
+      res.writeHead(206, {
+        ...common,
+        'content-type': 'application/octet-stream',
+        'content-range': `bytes ${start}-${end}/${size}`,
+        'content-length': end - start + 1,
+      })
+      if (head) res.end()
+      else if (await writeRange(fh, start, end, res)) res.end()
+      return
+    }
+    const boundary = `zos-${randomBytes(12).toString('hex')}`
+    const partHead = parsed.map(
+      (r, i) =>
+        `${i === 0 ? '' : '\r\n'}--${boundary}\r\ncontent-type: application/octet-stream\r\ncontent-range: bytes ${r.start}-${r.end}/${size}\r\n\r\n`,
+    )
+    const tail = `\r\n--${boundary}--\r\n`
+    const length = partHead.reduce((n, h, i) => n + Buffer.byteLength(h) + parsed[i]!.end - parsed[i]!.start + 1, 0) + tail.length
+    res.writeHead(206, { ...common, 'content-type': `multipart/byteranges; boundary=${boundary}`, 'content-length': length })
+    if (head) return void res.end()
+    for (let i = 0; i < parsed.length; i++) {
+      send(res, partHead[i]!)
+      if (!(await writeRange(fh, parsed[i]!.start, parsed[i]!.end, res))) return
+    }
+    send(res, tail)
+    res.end()
+  } finally {
+    lease.release()
+  }
+}
+
 /** Starts serving the dir store at `options.root`; resolves once listening. */
 export async function serveStore(options: ServeOptions): Promise<StoreServer> {
   const store = await DirStore.open(options.root)
@@ -144,70 +212,6 @@ export async function serveStore(options: ServeOptions): Promise<StoreServer> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw zerr('INVALID_ARGUMENT', `port must be 0..65535, got ${port}`)
   const fds = new FdCache()
   const metrics = new Metrics()
-
-  async function servePack(req: IncomingMessage, res: ServerResponse, id: string, head: boolean): Promise<void> {
-    let lease
-    try {
-      lease = await fds.acquire(packPath(root, id))
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return sendText(res, 404, `pack ${id} is not in this store`, {}, head)
-      throw err
-    }
-    try {
-      const { fh, size } = lease
-      const etag = `"${id}"`
-      const common = { etag, 'cache-control': CACHE_CONTROL, 'accept-ranges': 'bytes' }
-      const inm = req.headers['if-none-match']
-      if (inm !== undefined && (inm.trim() === '*' || inm.split(',').some((t) => t.trim().replace(/^W\//, '') === etag))) {
-        res.writeHead(304, common)
-        res.end()
-        return
-      }
-      let range = req.headers.range
-      const ifRange = req.headers['if-range']
-      if (range !== undefined && ifRange !== undefined && String(ifRange).trim() !== etag) range = undefined
-      if (range === undefined) {
-        res.writeHead(200, { ...common, 'content-type': 'application/octet-stream', 'content-length': size })
-        if (head) res.end()
-        else if (await writeRange(fh, 0, size - 1, res)) res.end()
-        return
-      }
-      const parsed = parseRange(range, size)
-      if (parsed === 'invalid' || parsed === 'unsatisfiable') {
-        const why = parsed === 'invalid' ? `malformed Range header (use bytes=FIRST-LAST, at most ${MAX_RANGES} ranges)` : `range outside the ${size}-byte pack`
-        return sendText(res, 416, why, { ...common, 'content-range': `bytes */${size}` }, head)
-      }
-      if (parsed.length === 1) {
-        const { start, end } = parsed[0]!
-        res.writeHead(206, {
-          ...common,
-          'content-type': 'application/octet-stream',
-          'content-range': `bytes ${start}-${end}/${size}`,
-          'content-length': end - start + 1,
-        })
-        if (head) res.end()
-        else if (await writeRange(fh, start, end, res)) res.end()
-        return
-      }
-      const boundary = `zos-${randomBytes(12).toString('hex')}`
-      const partHead = parsed.map(
-        (r, i) =>
-          `${i === 0 ? '' : '\r\n'}--${boundary}\r\ncontent-type: application/octet-stream\r\ncontent-range: bytes ${r.start}-${r.end}/${size}\r\n\r\n`,
-      )
-      const tail = `\r\n--${boundary}--\r\n`
-      const length = partHead.reduce((n, h, i) => n + Buffer.byteLength(h) + parsed[i]!.end - parsed[i]!.start + 1, 0) + tail.length
-      res.writeHead(206, { ...common, 'content-type': `multipart/byteranges; boundary=${boundary}`, 'content-length': length })
-      if (head) return void res.end()
-      for (let i = 0; i < parsed.length; i++) {
-        send(res, partHead[i]!)
-        if (!(await writeRange(fh, parsed[i]!.start, parsed[i]!.end, res))) return
-      }
-      send(res, tail)
-      res.end()
-    } finally {
-      lease.release()
-    }
-  }
 
   async function stats(res: ServerResponse, head: boolean): Promise<void> {
     // A store that was never written to has no index yet: do not create one from a read-only server.
@@ -229,7 +233,7 @@ export async function serveStore(options: ServeOptions): Promise<StoreServer> {
     const m = /^\/packs\/([^/]*)$/.exec(path)
     if (!m) return sendText(res, 404, `no such endpoint ${path}; packs are at /packs/<64-hex-id>`, {}, head)
     if (!isPackId(m[1])) return sendText(res, 400, 'bad pack id: expected 64 lowercase hex characters', {}, head)
-    return servePack(req, res, m[1], head)
+    return servePack(fds, root, req, res, m[1], head)
   }
 
   const server = createServer({ keepAlive: true }, (req, res) => {

@@ -1,0 +1,238 @@
+// Hub throughput against the plainest ways to move the same bytes, all on 127.0.0.1 in the same run:
+//   upload     `pushFlist` of a fresh image (every pack new: hashed, verified chunk by chunk, stored, indexed)
+//              vs fs.copyFile of the same pack files, and vs one `curl -T` run PUTting the same pack files to a
+//              bare Node sink that writes each body to a file
+//   download   every chunk range of the flist through HttpStore (coalesced Range GETs, what mounts and unpack do)
+//              vs one `curl` run GETting the same pack files from the same hub
+//   version 2  `pushFlist` of a second version sharing most chunks with the first (only its new packs move,
+//              plus the queries and the metadata) vs moving only its new bytes, two ways: `curl -T` of exactly
+//              those bytes (raw transfer), and `pushFlist`, to another hub holding version 1, of an image made of
+//              the changed files alone (the same new packs through the same checks: what the shared part costs).
+//              Target <= 1.2x
+// The hub runs as `zos hub serve` in a child process; data lives on tmpfs (/dev/shm) so the figures measure code
+// and loopback, not the disk. Best of ROUNDS rounds, each on a fresh hub.
+//   npm run bench -- hub [--quick]
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { generateKey, saveKey } from '../src/core/keys.js'
+import { createPackPool, pack } from '../src/flist/pack.js'
+import { FlistReader } from '../src/flist/reader.js'
+import { openSource } from '../src/flist/source/open.js'
+import { HubClient } from '../src/hub/client.js'
+import { pushFlist } from '../src/hub/push.js'
+import { DirStore, packPath } from '../src/store/dir.js'
+import { HttpStore } from '../src/store/http.js'
+
+const quick = process.argv.includes('--quick')
+const FILES = quick ? 32 : 128
+const FILE_SIZE = 512 * 1024
+/** Files replaced in version 2 (1/8 of the image). */
+const CHANGED = FILES / 8
+const ROUNDS = quick ? 1 : 3
+
+interface Child {
+  url: string
+  stop(): Promise<void>
+}
+
+async function startHubProcess(data: string, home: string): Promise<Child> {
+  const fromSource = import.meta.url.endsWith('.ts')
+  const main = fileURLToPath(new URL(`../src/cli/main.${fromSource ? 'ts' : 'js'}`, import.meta.url))
+  const child = spawn(process.execPath, [...(fromSource ? ['--import', 'tsx'] : []), main, 'hub', 'serve', '--data', data, '--port', '0', '--log-level', 'warn', '--workers', '1'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ZOS_HOME: home },
+  })
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = ''
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString()
+      const m = /^(http:\/\/\S+)\n/.exec(out)
+      if (m) resolve(m[1]!)
+    })
+    child.once('exit', (code) => reject(new Error(`zos hub serve exited with ${code}`)))
+  })
+  return { url, stop: () => new Promise<void>((resolve) => (child.once('exit', () => resolve()), child.kill('SIGTERM'))) }
+}
+
+/** A bare upload sink: each PUT body goes to a file (the anchor for "just moving the bytes"). */
+async function startSink(dir: string): Promise<Child> {
+  let n = 0
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (d: Buffer) => chunks.push(d))
+    req.on('end', () => {
+      void writeFile(join(dir, `up-${n++}`), Buffer.concat(chunks)).then(() => {
+        res.writeHead(201, { 'content-length': 0 })
+        res.end()
+      })
+    })
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  const port = (server.address() as AddressInfo).port
+  return { url: `http://127.0.0.1:${port}`, stop: () => new Promise<void>((r) => (server.close(() => r()), server.closeAllConnections())) }
+}
+
+/** Runs curl once over many transfers (asynchronously: the sink lives in this process); returns seconds. */
+async function curl(args: string[]): Promise<number> {
+  const t0 = performance.now()
+  const child = spawn('curl', ['-sS', '--fail', ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let err = ''
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()))
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  if (code !== 0) throw new Error(`curl failed (${code}): ${err}`)
+  return (performance.now() - t0) / 1000
+}
+
+function packsOf(file: string): { packs: string[]; ranges: { pack: string; offset: number; length: number }[] } {
+  const reader = FlistReader.open(file)
+  try {
+    const chunks = reader.allChunks()
+    return { packs: [...new Set(chunks.map((c) => c.pack))], ranges: chunks.map((c) => ({ pack: c.pack, offset: c.offset, length: c.length })) }
+  } finally {
+    reader.close()
+  }
+}
+
+const mbps = (bytes: number, s: number): number => bytes / 1e6 / s
+
+async function main(): Promise<void> {
+  const root = await mkdtemp(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'zos-bench-hub-'))
+  try {
+    const home = join(root, 'home')
+    const key = generateKey()
+    await saveKey(join(home, 'key.json'), key)
+    // Two versions of a tree of incompressible files; version 2 replaces 1/8 of them.
+    const v1dir = join(root, 'v1')
+    const v2dir = join(root, 'v2')
+    const newDir = join(root, 'v2-new-only')
+    await mkdir(v1dir)
+    await mkdir(v2dir)
+    await mkdir(newDir)
+    for (let i = 0; i < FILES; i++) {
+      const data = randomBytes(FILE_SIZE)
+      await writeFile(join(v1dir, `f${i}`), data)
+      const changed = i < CHANGED ? randomBytes(FILE_SIZE) : data
+      await writeFile(join(v2dir, `f${i}`), changed)
+      if (i < CHANGED) await writeFile(join(newDir, `f${i}`), changed)
+    }
+    const store = await DirStore.open(join(root, 'local'), { create: true })
+    const pool = createPackPool(2)
+    const v1 = await pack({ source: await openSource(v1dir), output: join(root, 'v1.fl'), store, signers: [key], pool })
+    const v2 = await pack({ source: await openSource(v2dir), output: join(root, 'v2.fl'), store, signers: [key], pool })
+    // The changed files alone: their chunks are v2's new chunks, found in the same local store, so this flist
+    // points at exactly v2's new packs.
+    const v2new = await pack({ source: await openSource(newDir), output: join(root, 'v2-new.fl'), store, signers: [key], pool })
+    await pool.close()
+    const p1 = packsOf(v1.output)
+    const p2 = packsOf(v2.output)
+    const newPacks = p2.packs.filter((p) => !p1.packs.includes(p))
+    const v1Bytes = (await Promise.all(p1.packs.map((p) => store.statPack(p)))).reduce((n: number, s) => n + s!, 0)
+
+    if (packsOf(v2new.output).packs.some((p) => !newPacks.includes(p))) throw new Error('the new-files-only image does not point at v2\'s new packs')
+    const best = { up: 0, copy: 0, curlUp: 0, down: 0, curlDown: 0, v2: Infinity, v2Anchor: Infinity, v2Bytes: 0, v2Alone: Infinity }
+    for (let round = 0; round < ROUNDS; round++) {
+      const hub = await startHubProcess(join(root, `hub-${round}`), home)
+      const sinkDir = join(root, `sink-${round}`)
+      await mkdir(sinkDir)
+      const sink = await startSink(sinkDir)
+      const client = new HubClient(hub.url, { key })
+      try {
+        // Upload: our push of a fresh image, against a copy and a bare curl upload of the same pack files.
+        let t0 = performance.now()
+        const r1 = await pushFlist(client, v1.output, { name: 'img', tag: 'v1', store })
+        best.up = Math.max(best.up, mbps(r1.uploadedBytes, (performance.now() - t0) / 1000))
+        const copyDir = join(root, `copy-${round}`)
+        await mkdir(copyDir)
+        t0 = performance.now()
+        for (const p of p1.packs) await copyFile(packPath(store.root, p), join(copyDir, p))
+        best.copy = Math.max(best.copy, mbps(v1Bytes, (performance.now() - t0) / 1000))
+        const upArgs = p1.packs.flatMap((p, i) => ['-T', packPath(store.root, p), `${sink.url}/p${i}`])
+        best.curlUp = Math.max(best.curlUp, mbps(v1Bytes, await curl(upArgs)))
+
+        // Download: every chunk through HttpStore vs curl of the same packs.
+        const http = new HttpStore(hub.url)
+        t0 = performance.now()
+        let got = 0
+        for (let i = 0; i < p1.ranges.length; i += 256) for (const b of await http.readRanges(p1.ranges.slice(i, i + 256))) got += b.length
+        best.down = Math.max(best.down, mbps(got, (performance.now() - t0) / 1000))
+        await http.close()
+        const downArgs = p1.packs.flatMap((p) => ['-o', '/dev/null', `${hub.url}/packs/${p}`])
+        best.curlDown = Math.max(best.curlDown, mbps(v1Bytes, await curl(downArgs)))
+
+        // Version 2: only the new packs move.
+        t0 = performance.now()
+        const marks: string[] = []
+        let phase = ''
+        const r2 = await pushFlist(client, v2.output, {
+          name: 'img',
+          tag: 'v2',
+          store,
+          onProgress: (p) => {
+            if (p.phase !== phase) marks.push(`${p.phase}@${(performance.now() - t0).toFixed(0)}`)
+            phase = p.phase
+          },
+        })
+        if (process.env.HUB_BENCH_TRACE) process.stderr.write(`v2 phases: ${marks.join(' ')} end@${(performance.now() - t0).toFixed(0)}\n`)
+        const tPush = (performance.now() - t0) / 1000
+        if (r2.uploadedPacks !== newPacks.length) throw new Error(`version 2 moved ${r2.uploadedPacks} packs, expected ${newPacks.length}`)
+        const anchorArgs = newPacks.flatMap((p, i) => ['-T', packPath(store.root, p), `${sink.url}/v2-${i}`])
+        const tAnchor = await curl(anchorArgs)
+        best.v2 = Math.min(best.v2, tPush)
+        best.v2Anchor = Math.min(best.v2Anchor, tAnchor)
+        best.v2Bytes = r2.uploadedBytes
+        // The same new packs pushed alone, to a hub holding version 1 (pushed first, untimed: it also warms up).
+        const empty = await startHubProcess(join(root, `hub-empty-${round}`), home)
+        const c2 = new HubClient(empty.url, { key })
+        try {
+          await pushFlist(c2, v1.output, { name: 'img', tag: 'v1', store })
+          t0 = performance.now()
+          const alone = await pushFlist(c2, v2new.output, { name: 'new', store })
+          best.v2Alone = Math.min(best.v2Alone, (performance.now() - t0) / 1000)
+          if (alone.uploadedBytes !== r2.uploadedBytes) throw new Error(`the new files alone moved ${alone.uploadedBytes} bytes, version 2 ${r2.uploadedBytes}`)
+        } finally {
+          c2.close()
+          await empty.stop()
+          await rm(join(root, `hub-empty-${round}`), { recursive: true, force: true })
+        }
+      } finally {
+        client.close()
+        await sink.stop()
+        await hub.stop()
+        await rm(join(root, `hub-${round}`), { recursive: true, force: true })
+        await rm(sinkDir, { recursive: true, force: true })
+        await rm(join(root, `copy-${round}`), { recursive: true, force: true })
+      }
+    }
+    const MB = (n: number): string => (n / 1e6).toFixed(1)
+    process.stdout.write(
+      [
+        `hub: image of ${FILES} x ${FILE_SIZE / 1024} KiB incompressible files (${MB(v1Bytes)} MB in ${p1.packs.length} packs); version 2 replaces ${CHANGED} files; best of ${ROUNDS} rounds on ${root.startsWith('/dev/shm') ? 'tmpfs' : 'disk'}`,
+        '',
+        '| path | MB/s | ratio to anchor |',
+        '|------|------|-----------------|',
+        `| upload: zos hub push (fresh image) | ${best.up.toFixed(0)} | ${(best.up / best.curlUp).toFixed(2)} of curl, ${(best.up / best.copy).toFixed(2)} of copy |`,
+        `| upload anchor: curl -T to a bare sink | ${best.curlUp.toFixed(0)} | 1.00 |`,
+        `| anchor: fs.copyFile of the packs | ${best.copy.toFixed(0)} | |`,
+        `| download: HttpStore, every chunk range | ${best.down.toFixed(0)} | ${(best.down / best.curlDown).toFixed(2)} of curl |`,
+        `| download anchor: curl GET of the packs | ${best.curlDown.toFixed(0)} | 1.00 |`,
+        '',
+        `version 2: push moved ${MB(best.v2Bytes)} MB in ${newPacks.length} packs (of ${p2.packs.length}) in ${(best.v2 * 1000).toFixed(0)} ms (best of ${ROUNDS})`,
+        `  vs pushing the changed files alone (same new packs, a hub holding v1): ${(best.v2Alone * 1000).toFixed(0)} ms, ratio ${(best.v2 / best.v2Alone).toFixed(2)} (target <= 1.20)`,
+        `  vs curl -T of the same bytes to a bare sink: ${(best.v2Anchor * 1000).toFixed(0)} ms, ratio ${(best.v2 / best.v2Anchor).toFixed(2)} (target <= 1.20)`,
+        '',
+      ].join('\n'),
+    )
+    await store.close()
+  } finally {
+    await rm(root, { recursive: true, force: true })
+  }
+}
+
+await main()

@@ -1,0 +1,476 @@
+// The hub's state and rules, without HTTP: packs come in verified, flist metadata is accepted only when it is
+// sealed, signed by the namespace's twin (or a signer it listed) and every chunk it names is on the hub and
+// checked; tags are movable links with history; quotas bound what each twin stores.
+//
+//   DATA/store/        the dir store of packs (docs/store.md), served at /packs/<id>
+//   DATA/hub.db        namespaces, versions, tags, history, chunk locations, jobs (SQLite, WAL)
+//   DATA/flists/<d[0:2]>/<digest>.fl   metadata files, named by the SHA-256 of their bytes
+//   DATA/tmp/          uploads being received (removed at start: a crash leaves nothing behind)
+//   DATA/jobs/<id>/    scratch of conversion jobs
+//   DATA/hub-key.json  the key converted flists are signed with (created on first start)
+import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { mkdir, open, readdir, rename, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { errorMessage, zerr, ZosError } from '../core/errors.js'
+import { generateKey, loadKey, saveKey, type KeyPair } from '../core/keys.js'
+import { ChunkDecodeError, CODEC_ZSTD_DELTA, decodeChunk } from '../flist/codec.js'
+import { ChunkFetcher } from '../flist/fetch.js'
+import { FlistReader, type ChunkInfo } from '../flist/reader.js'
+import Database from 'better-sqlite3'
+import { DirStore, packPath } from '../store/dir.js'
+import type { Identity } from './auth.js'
+import { HubDb, type ChunkLoc, type Version } from './db.js'
+import { checkDigest, checkName, checkTag, DEFAULT_TAG, normalizeNs } from './names.js'
+import { listChunks } from './chunks.js'
+import { checkPack } from './packs.js'
+import { decodePackBody, type HubLocation, type MissingAnswer, type NameDetail, type NameSummary, type PackAnswer, type PushAnswer, type TagAnswer, type VersionInfo, type WhoAmI } from './wire.js'
+
+export const GIB = 1024 ** 3
+export const MIB = 1024 ** 2
+
+export interface HubLimits {
+  /** Largest pack upload (bytes). */
+  pack: number
+  /** Largest flist metadata upload. */
+  flist: number
+  /** Largest archive uploaded for conversion. */
+  archive: number
+}
+
+export const DEFAULT_LIMITS: HubLimits = { pack: 64 * MIB, flist: 512 * MIB, archive: 4 * GIB }
+export const DEFAULT_QUOTA = 10 * GIB
+/** Packs no flist refers to are kept this long (a push uploads its packs before its metadata). */
+export const DEFAULT_GC_GRACE_MS = 24 * 3600 * 1000
+
+export interface HubOptions {
+  /** Data directory (created if missing). */
+  data: string
+  /** Bytes each namespace may store (default 10 GiB). */
+  quota?: number
+  /** Per-namespace quotas that replace the default. */
+  quotaFor?: ReadonlyMap<string, number>
+  limits?: Partial<HubLimits>
+  /** How long a pack no flist refers to is kept (default 24 h). */
+  gcGraceMs?: number
+}
+
+/** Who commits an flist: a twin's upload, or the hub itself for a conversion it ran for that twin. */
+export interface Committer {
+  identity: Identity
+  converted: boolean
+}
+
+export interface CommitRequest {
+  ns: string
+  name: string
+  tag: string
+  /** Also point `latest` at the new version. */
+  latest: boolean
+  /** The metadata file (a temp file the hub takes over: moved into place or removed). */
+  path: string
+  /** SHA-256 of its bytes. */
+  digest: string
+  size: number
+}
+
+const VERIFY_BATCH = 256
+
+export class Hub {
+  readonly store: DirStore
+  readonly db: HubDb
+  readonly key: KeyPair
+  readonly limits: HubLimits
+  private readonly quota: number
+  private readonly quotaFor: ReadonlyMap<string, number>
+  readonly gcGraceMs: number
+  private closed = false
+
+  private constructor(readonly root: string, store: DirStore, db: HubDb, key: KeyPair, options: HubOptions) {
+    this.store = store
+    this.db = db
+    this.key = key
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits }
+    this.quota = options.quota ?? DEFAULT_QUOTA
+    this.quotaFor = options.quotaFor ?? new Map()
+    this.gcGraceMs = options.gcGraceMs ?? DEFAULT_GC_GRACE_MS
+  }
+
+  static async open(options: HubOptions): Promise<Hub> {
+    const root = options.data
+    if (typeof root !== 'string' || root === '') throw zerr('INVALID_ARGUMENT', 'the hub needs a data directory')
+    try {
+      for (const d of ['store', 'flists', 'tmp', 'jobs']) await mkdir(join(root, d), { recursive: true })
+    } catch (err) {
+      throw zerr('STORE_UNAVAILABLE', `cannot create the hub data directory ${root}: ${errorMessage(err)}`, { path: root }, err)
+    }
+    // Uploads that were being received when the hub stopped are incomplete: drop them.
+    for (const f of await readdir(join(root, 'tmp'))) await rm(join(root, 'tmp', f), { recursive: true, force: true })
+    const keyPath = join(root, 'hub-key.json')
+    let key: KeyPair
+    if (existsSync(keyPath)) key = await loadKey(keyPath)
+    else {
+      key = generateKey()
+      await saveKey(keyPath, key)
+    }
+    const store = await DirStore.open(join(root, 'store'), { create: true })
+    const db = new HubDb(join(root, 'hub.db'))
+    const hub = new Hub(root, store, db, key, options)
+    await hub.sweepFlistFiles()
+    return hub
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.store.close()
+    this.db.close()
+  }
+
+  get tmpDir(): string {
+    return join(this.root, 'tmp')
+  }
+
+  get jobsDir(): string {
+    return join(this.root, 'jobs')
+  }
+
+  flistPath(digest: string): string {
+    return join(this.root, 'flists', digest.slice(0, 2), `${digest}.fl`)
+  }
+
+  quotaOf(ns: string): number {
+    return this.quotaFor.get(ns) ?? this.quota
+  }
+
+  /** Removes metadata files no version refers to (left by a crash between the rename and the commit). */
+  private async sweepFlistFiles(): Promise<void> {
+    const base = join(this.root, 'flists')
+    for (const dir of await readdir(base)) {
+      for (const f of await readdir(join(base, dir)).catch(() => [] as string[])) {
+        const m = /^([0-9a-f]{64})\.fl$/.exec(f)
+        if (!m || !this.db.digestInUse(m[1]!)) await rm(join(base, dir, f), { force: true })
+      }
+    }
+  }
+
+  private checkWrite(identity: Identity, ns: string): string {
+    const n = normalizeNs(ns)
+    if (n !== identity.ns) {
+      throw zerr('HUB_FORBIDDEN', `namespace ${n} belongs to another twin; you (${identity.address}) may write only to ${identity.ns}`, { ns: n, yours: identity.ns })
+    }
+    return n
+  }
+
+  private checkQuota(ns: string, adding: number, what: string): void {
+    const used = this.db.usage(ns)
+    const quota = this.quotaOf(ns)
+    if (used + adding > quota) {
+      throw zerr('HUB_QUOTA', `${what} needs ${adding} bytes, but namespace ${ns} uses ${used} of its ${quota}-byte quota; remove old flists with \`zos hub rm\` or ask the hub operator for more`, {
+        ns, used, quota, adding,
+      })
+    }
+  }
+
+  /**
+   * Deletes packs that no flist refers to and that were uploaded more than the grace period ago (pushes upload
+   * packs before their metadata; removed flists leave their packs behind). Frees the uploaders' quota.
+   * `onDelete` is told each pack file removed (to drop cached file handles).
+   */
+  async gc(options: { graceMs?: number; onDelete?: (path: string) => void } = {}): Promise<{ packs: number; bytes: number }> {
+    const cutoff = Date.now() - (options.graceMs ?? this.gcGraceMs)
+    let packs = 0
+    let bytes = 0
+    const doomed = this.db.unreferencedPacks(cutoff)
+    if (doomed.length === 0) return { packs, bytes }
+    await this.store.stats() // makes sure the store index exists with its tables
+    const index = new Database(join(this.store.root, 'index.db'))
+    try {
+      index.pragma('busy_timeout = 5000')
+      const delChunks = index.prepare('DELETE FROM chunks WHERE pack = ?')
+      const delPack = index.prepare('DELETE FROM packs WHERE id = ?')
+      for (const p of doomed) {
+        // Rows first (nothing will offer the pack any more), then the file.
+        if (!this.db.dropPack(p.id)) continue
+        index.transaction(() => {
+          delChunks.run(p.id)
+          delPack.run(p.id)
+        })()
+        const path = packPath(this.store.root, p.id)
+        options.onDelete?.(path)
+        await rm(path, { force: true })
+        packs++
+        bytes += p.size
+      }
+    } finally {
+      index.close()
+    }
+    return { packs, bytes }
+  }
+
+  whoami(identity: Identity): WhoAmI {
+    const out: WhoAmI = { ns: identity.ns, address: identity.address, quota: this.quotaOf(identity.ns), used: this.db.usage(identity.ns), signers: this.db.signers(identity.ns) }
+    if (identity.twin !== undefined) out.twin = identity.twin
+    return out
+  }
+
+  // ---- chunks and packs ----
+
+  /** Which of the asked packs and chunks the hub lacks, and where the chunks it has are (for this caller). */
+  missing(identity: Identity, query: { sids: readonly string[]; packs: readonly string[] }): MissingAnswer {
+    const found = this.db.usableLocations(query.sids, identity.ns)
+    const locations: Record<string, HubLocation> = {}
+    const missing: string[] = []
+    for (const sid of new Set(query.sids)) {
+      const l = found.get(sid)
+      if (!l) {
+        missing.push(sid)
+        continue
+      }
+      const loc: HubLocation = { pack: l.pack, offset: l.offset, length: l.length, size: l.size, codec: l.codec }
+      if (l.base !== undefined) loc.base = l.base
+      locations[sid] = loc
+    }
+    const missingPacks = [...new Set(query.packs)].filter((p) => this.db.packSize(p) === undefined)
+    return { missing, missingPacks, locations }
+  }
+
+  /** Plaintext of a full chunk the hub has verified, or undefined. */
+  private async verifiedPlain(sid: string): Promise<Buffer | undefined> {
+    const loc = this.db.usableLocations([sid], '').get(sid)
+    if (!loc || !loc.verified || loc.codec === CODEC_ZSTD_DELTA) return undefined
+    try {
+      const [data] = await this.store.readRanges([loc])
+      return decodeChunk({ data: data!, codec: loc.codec, size: loc.size, sid })
+    } catch (err) {
+      if (err instanceof ChunkDecodeError || (ZosError.is(err) && err.code === 'CHUNK_MISSING')) return undefined
+      throw err
+    }
+  }
+
+  /** Verifies and stores an uploaded pack (body framed as in wire.ts). */
+  async putPack(identity: Identity, id: string, body: Buffer, packSha256?: string): Promise<PackAnswer> {
+    const { entries, pack } = decodePackBody(body)
+    const check = await checkPack(id, pack, entries, (sid) => this.verifiedPlain(sid), packSha256)
+    const had = this.db.packSize(id) !== undefined && (await this.store.statPack(id)) === pack.length
+    if (!had) this.checkQuota(identity.ns, pack.length, `pack ${id}`)
+    await this.store.putPack(
+      id,
+      pack,
+      check.locs.map((l) => ({ sid: l.sid, pack: id, offset: l.offset, length: l.length, size: l.size, codec: l.codec, ...(l.base ? { base: l.base } : {}) })),
+    )
+    this.db.addPack(id, pack.length, identity.ns, check.locs)
+    return { pack: id, size: pack.length, chunks: entries.length, verified: check.verified, stored: !had }
+  }
+
+  // ---- flists ----
+
+  /**
+   * Checks an uploaded metadata file and, when it passes, stores it as a version of `ns/name` and points the
+   * tag (and `latest`) at it. The file at `req.path` is moved into place or removed, whatever happens.
+   */
+  async commitFlist(who: Committer, req: CommitRequest): Promise<PushAnswer> {
+    let reader: FlistReader | undefined
+    try {
+      const ns = who.converted ? normalizeNs(req.ns) : this.checkWrite(who.identity, req.ns)
+      const name = checkName(req.name)
+      const tag = checkTag(req.tag)
+      checkDigest(req.digest)
+      reader = FlistReader.open(req.path)
+      const signers = this.checkSigners(reader, ns, who)
+      const { packs, verifiedNow, storedBytes } = await this.checkChunks(reader)
+      const summary = reader.summary()
+      reader.close()
+      reader = undefined
+      const existing = this.db.versionByDigest(ns, name, req.digest)
+      if (!existing) this.checkQuota(ns, req.size, `flist ${name}:${tag}`)
+      const final = this.flistPath(req.digest)
+      if (existsSync(final)) await rm(req.path, { force: true })
+      else await moveInto(req.path, final)
+      let previous: string | undefined
+      const version = this.db.transaction(() => {
+        const v = this.db.addVersion({
+          ns, name, digest: req.digest, root: summary.root, fileSize: req.size, bytes: summary.bytes, files: summary.files,
+          chunks: summary.chunks, storedBytes, signers, encrypted: summary.encryption !== 'none', converted: who.converted,
+          uploader: who.identity.address, created: Date.now(), packs,
+        })
+        previous = this.db.setTag(ns, name, tag, v, who.identity.address)
+        if (req.latest && tag !== DEFAULT_TAG) this.db.setTag(ns, name, DEFAULT_TAG, v, who.identity.address)
+        return v
+      })
+      const answer: PushAnswer = { ns, name, tag, latest: req.latest || tag === DEFAULT_TAG, version: this.versionInfo(version), verifiedNow }
+      if (previous !== undefined) answer.previous = previous
+      return answer
+    } catch (err) {
+      reader?.close()
+      await rm(req.path, { force: true })
+      throw err
+    }
+  }
+
+  /** Signers of an upload: all valid, and one of them the namespace's twin, a signer it listed, or (conversions) the hub. */
+  private checkSigners(reader: FlistReader, ns: string, who: Committer): string[] {
+    const signers = reader.signers
+    if (signers.length === 0) throw zerr('UNTRUSTED_SIGNER', `${who.converted ? 'converted flist' : 'the flist'} is not signed: sign it with \`zos flist pack --sign KEY\` (zos hub push does)`)
+    const bad = signers.find((s) => !s.valid)
+    if (bad) throw zerr('SIGNATURE_INVALID', `the signature by ${bad.address} does not verify: the flist was altered after signing`, { signer: bad.address })
+    const allowed = new Set(who.converted ? [this.key.address.toLowerCase()] : [who.identity.address.toLowerCase(), ...this.db.signers(ns)])
+    if (!signers.some((s) => allowed.has(s.address.toLowerCase()))) {
+      throw zerr('UNTRUSTED_SIGNER', `the flist is signed by ${signers.map((s) => s.address).join(', ')}, but namespace ${ns} accepts only ${[...allowed].join(', ')} (add signers with \`zos hub signers --add\`)`, {
+        ns,
+      })
+    }
+    return signers.map((s) => s.address)
+  }
+
+  /**
+   * Every chunk the flist names must be on the hub, at the place it says, and verified: chunks the hub could not
+   * decode at pack upload (encrypted, or a delta sent before its base) are decoded now with what the flist knows.
+   */
+  private async checkChunks(reader: FlistReader): Promise<{ packs: string[]; verifiedNow: number; storedBytes: number }> {
+    const chunks = listChunks(reader.path, reader.encryptionKey)
+    const byId = new Map(chunks.map((c) => [c.id, c] as const))
+    const packs = new Map<string, number | undefined>()
+    for (const c of chunks) if (!packs.has(c.pack)) packs.set(c.pack, this.db.packSize(c.pack))
+    const locs = this.db.locationsIn([...packs.keys()].filter((p) => packs.get(p) !== undefined))
+    const missing: ChunkInfo[] = []
+    const toVerify: ChunkInfo[] = []
+    let storedBytes = 0
+    for (const c of chunks) {
+      storedBytes += c.length
+      const size = packs.get(c.pack)
+      if (size === undefined || c.offset + c.length > size) {
+        missing.push(c)
+        continue
+      }
+      const loc = locs.get(`${c.pack}:${c.offset}`)
+      const baseSid = c.base !== undefined ? byId.get(c.base)?.sid : undefined
+      const same = loc && loc.sid === c.sid && loc.length === c.length && loc.size === c.size && loc.codec === c.codec && loc.base === baseSid
+      if (!same || !loc.verified) toVerify.push(c)
+    }
+    if (missing.length > 0) {
+      const first = missing[0]!
+      throw zerr('CHUNK_MISSING', `${missing.length} of the flist's ${chunks.length} chunks are not on the hub (first: ${first.sid} in pack ${first.pack}): upload their packs first (zos hub push does)`, {
+        missing: missing.length,
+        first: first.sid,
+        pack: first.pack,
+      })
+    }
+    if (toVerify.length > 0) {
+      const fetcher = new ChunkFetcher(reader, this.store, { memoryBytes: 16 * MIB })
+      for (let i = 0; i < toVerify.length; i += VERIFY_BATCH) {
+        const batch = toVerify.slice(i, i + VERIFY_BATCH)
+        await fetcher.fetch(batch.map((c) => c.id)) // throws CHUNK_TAMPERED naming the chunk
+        for (const c of batch) {
+          const loc: Omit<ChunkLoc, 'verified'> = { pack: c.pack, offset: c.offset, length: c.length, sid: c.sid, size: c.size, codec: c.codec }
+          if (c.base !== undefined) loc.base = byId.get(c.base)!.sid
+          this.db.markVerified(loc)
+        }
+      }
+    }
+    return { packs: [...packs.keys()], verifiedNow: toVerify.length, storedBytes }
+  }
+
+  versionInfo(v: Version): VersionInfo {
+    const tags = (this.db.db.prepare('SELECT tag FROM tags WHERE version = ? ORDER BY tag').all(v.id) as { tag: string }[]).map((r) => r.tag)
+    return {
+      ns: v.ns, name: v.name, digest: v.digest, root: v.root, fileSize: v.fileSize, bytes: v.bytes, files: v.files, chunks: v.chunks,
+      storedBytes: v.storedBytes, signers: v.signers, encrypted: v.encrypted, converted: v.converted, uploader: v.uploader, created: v.created, tags,
+    }
+  }
+
+  /** The version a tag or digest names; NOT_FOUND naming what is missing. */
+  lookup(ns: string, name: string, ref: { tag?: string; digest?: string }): Version {
+    const n = normalizeNs(ns)
+    checkName(name)
+    const v = ref.digest !== undefined ? this.db.versionByDigest(n, name, checkDigest(ref.digest)) : this.db.versionByTag(n, name, checkTag(ref.tag ?? DEFAULT_TAG))
+    if (!v) throw zerr('NOT_FOUND', `no flist ${n}/${name}${ref.digest ? `@${ref.digest}` : `:${ref.tag ?? DEFAULT_TAG}`} on this hub`, { ns: n, name })
+    return v
+  }
+
+  /** Resolves a reference without a namespace: the namespace must be unique. */
+  resolve(name: string, tag: string): Version {
+    checkName(name)
+    checkTag(tag)
+    const nss = this.db.namespacesWith(name, tag)
+    if (nss.length === 0) throw zerr('NOT_FOUND', `no namespace on this hub has ${name}:${tag}`, { name, tag })
+    if (nss.length > 1) throw zerr('INVALID_ARGUMENT', `${name}:${tag} exists in several namespaces (${nss.slice(0, 10).join(', ')}): write NS/${name}:${tag}`, { namespaces: nss })
+    return this.db.versionByTag(nss[0]!, name, tag)!
+  }
+
+  moveTag(identity: Identity, ns: string, name: string, tag: string, digest: string): TagAnswer {
+    const n = this.checkWrite(identity, ns)
+    checkTag(tag)
+    const v = this.lookup(n, name, { digest })
+    const previous = this.db.transaction(() => this.db.setTag(n, name, tag, v, identity.address))
+    const out: TagAnswer = { ns: n, name, tag, digest: v.digest }
+    if (previous !== undefined) out.previous = previous
+    return out
+  }
+
+  /** Removes a tag, then the versions no tag points to any more; returns the digests removed. */
+  async removeTag(identity: Identity, ns: string, name: string, tag: string): Promise<{ removed: string[] }> {
+    const n = this.checkWrite(identity, ns)
+    checkName(name)
+    checkTag(tag)
+    const removed = this.db.transaction(() => {
+      if (!this.db.removeTag(n, name, tag, identity.address)) throw zerr('NOT_FOUND', `no tag ${n}/${name}:${tag} on this hub`)
+      return this.db.pruneUntagged(n, name)
+    })
+    await this.dropFiles(removed)
+    return { removed }
+  }
+
+  /** Removes a name: every tag (history keeps the removals) and every version. */
+  async removeName(identity: Identity, ns: string, name: string): Promise<{ removed: string[]; tags: string[] }> {
+    const n = this.checkWrite(identity, ns)
+    checkName(name)
+    const { removed, tags } = this.db.transaction(() => {
+      const tags = this.db.tags(n, name).map((t) => t.tag)
+      for (const t of tags) this.db.removeTag(n, name, t, identity.address)
+      const removed = this.db.pruneUntagged(n, name)
+      if (tags.length === 0 && removed.length === 0) throw zerr('NOT_FOUND', `no flist named ${n}/${name} on this hub`)
+      return { removed, tags }
+    })
+    await this.dropFiles(removed)
+    return { removed, tags }
+  }
+
+  private async dropFiles(digests: readonly string[]): Promise<void> {
+    for (const d of digests) if (!this.db.digestInUse(d)) await rm(this.flistPath(d), { force: true })
+  }
+
+  list(options: { ns?: string; q?: string; limit: number; offset: number }): { items: NameSummary[]; total: number } {
+    const ns = options.ns !== undefined ? normalizeNs(options.ns) : undefined
+    const { items, total } = this.db.names({ ...options, ...(ns !== undefined ? { ns } : {}) })
+    return {
+      total,
+      items: items.map((it) => ({ ns: it.ns, name: it.name, updated: it.updated, tags: this.db.tags(it.ns, it.name), newest: this.versionInfo(this.db.versions(it.ns, it.name)[0]!) })),
+    }
+  }
+
+  detail(ns: string, name: string): NameDetail {
+    const n = normalizeNs(ns)
+    checkName(name)
+    const versions = this.db.versions(n, name)
+    if (versions.length === 0) throw zerr('NOT_FOUND', `no flist named ${n}/${name} on this hub`)
+    return { ns: n, name, tags: this.db.tags(n, name), versions: versions.map((v) => this.versionInfo(v)) }
+  }
+}
+
+/** Renames a finished file into its final place (creating the directory) and makes the rename durable. */
+export async function moveInto(from: string, to: string): Promise<void> {
+  const dir = join(to, '..')
+  await mkdir(dir, { recursive: true })
+  await rename(from, to)
+  const dh = await open(dir, 'r')
+  try {
+    await dh.sync()
+  } finally {
+    await dh.close()
+  }
+}
+
+export function newId(): string {
+  return randomBytes(16).toString('hex')
+}

@@ -1,0 +1,287 @@
+// Pushing to a hub.
+//
+// An flist (`pushFlist`): ask which of its packs the hub lacks; for the chunks of those packs, ask which the hub
+// already has elsewhere. Chunks the hub has as full chunks are pointed at the hub's copy; a local pack whose
+// chunks the hub all lacks is uploaded as it is; the few missing chunks of other packs are copied (still
+// encoded) into new packs. Chunk locations are not covered by the root hash (docs/flist-format.md §5), so the
+// metadata sent may point elsewhere than the local file and its seal and signatures stay valid. Only the
+// bytes the hub lacks move; the metadata goes last, once everything it names is there.
+//
+// A directory or archive (`pushSource`): packed locally into a temporary store, signed with the caller's key,
+// then pushed as above (the hub never sees content the publisher did not sign). `convertOnHub` instead uploads
+// an archive for the hub to convert (and sign with the hub's key).
+import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { basename, join } from 'node:path'
+import Database from 'better-sqlite3'
+import { zerr } from '../core/errors.js'
+import type { KeyPair } from '../core/keys.js'
+import { sha256 } from '../flist/codec.js'
+import { createPackPool, pack } from '../flist/pack.js'
+import { FlistReader, type ChunkInfo } from '../flist/reader.js'
+import { openSource } from '../flist/source/open.js'
+import { DirStore } from '../store/dir.js'
+import type { Store } from '../store/types.js'
+import { readPushable } from './chunks.js'
+import type { HubClient } from './client.js'
+import { DEFAULT_TAG } from './names.js'
+import type { HubLocation, PackEntry, PushAnswer } from './wire.js'
+
+export const PACK_TARGET = 4 * 1024 * 1024
+const READ_BATCH = 256
+
+export interface PushProgress {
+  phase: 'packing' | 'query' | 'upload' | 'metadata' | 'converting'
+  done: number
+  total: number
+}
+
+export interface PushOptions {
+  /** The namespace to push to (default: the caller's, from /whoami). */
+  ns?: string
+  name: string
+  tag?: string
+  /** Also move `latest` (default true). */
+  latest?: boolean
+  /** The local store holding the flist's packs; needed only when the hub lacks some. */
+  store?: Store
+  /** Pack uploads in flight (default 3). */
+  concurrency?: number
+  onProgress?: (p: PushProgress) => void
+}
+
+export interface PushResult extends PushAnswer {
+  /** Packs and bytes sent (local packs as they were, and packs of copied chunks). */
+  uploadedPacks: number
+  uploadedBytes: number
+  /** Local packs sent whole. */
+  wholePacks: number
+  /** Chunks copied into new packs because the rest of their pack was on the hub. */
+  copiedChunks: number
+  /** Chunks pointed at a copy the hub already had. */
+  reusedChunks: number
+  /** Chunks in packs the hub already had. */
+  presentChunks: number
+  metadataBytes: number
+  seconds: number
+}
+
+interface Upload {
+  /** Bytes the pack will have. */
+  size: number
+  /** Reads the pack (a local one, or one built from copied chunks) when its turn comes, so few are in memory. */
+  build: () => Promise<{ id: string; entries: PackEntry[]; data: Buffer }>
+}
+
+function entryOf(c: ChunkInfo, byId: ReadonlyMap<number, ChunkInfo>, encrypted: boolean, offset = c.offset): PackEntry {
+  const e: PackEntry = { sid: c.sid, offset, length: c.length, size: c.size, codec: c.codec }
+  if (c.base !== undefined) e.base = byId.get(c.base)!.sid
+  if (encrypted) e.encrypted = true
+  return e
+}
+
+/** Pushes an flist metadata file (and whatever chunks the hub lacks) as ns/name:tag. */
+export async function pushFlist(client: HubClient, file: string, options: PushOptions): Promise<PushResult> {
+  const started = performance.now()
+  const tag = options.tag ?? DEFAULT_TAG
+  const progress = options.onProgress ?? (() => {})
+  const { chunks, encrypted } = readPushable(file)
+  const byId = new Map(chunks.map((c) => [c.id, c] as const))
+  // The namespace is needed only for the metadata: ask for it while the packs are checked and sent.
+  const nsAnswer = options.ns !== undefined ? Promise.resolve(options.ns) : client.whoami().then((w) => w.ns)
+  nsAnswer.catch(() => {}) // awaited below; a failure is reported there
+
+  progress({ phase: 'query', done: 0, total: chunks.length })
+  const packs = [...new Set(chunks.map((c) => c.pack))]
+  const missingPacks = new Set(packs.length ? (await client.missing({ packs })).missingPacks : [])
+  const inMissing = chunks.filter((c) => missingPacks.has(c.pack))
+  const located = inMissing.length ? (await client.missing({ sids: inMissing.map((c) => c.sid) })).locations : {}
+  progress({ phase: 'query', done: chunks.length, total: chunks.length })
+
+  // Which chunks move: those the hub has no full copy of.
+  const rewrites = new Map<number, HubLocation>()
+  const needed = new Map<string, ChunkInfo[]>()
+  const perPack = new Map<string, number>()
+  for (const c of inMissing) {
+    perPack.set(c.pack, (perPack.get(c.pack) ?? 0) + 1)
+    const loc = located[c.sid]
+    if (loc && loc.codec !== 2) {
+      rewrites.set(c.id, loc)
+      continue
+    }
+    const list = needed.get(c.pack)
+    if (list) list.push(c)
+    else needed.set(c.pack, [c])
+  }
+  const uploads: Upload[] = []
+  const copied: ChunkInfo[] = []
+  let wholePacks = 0
+  const store = options.store
+  const requireStore = (pack: string): Store => {
+    if (!store) throw zerr('INVALID_ARGUMENT', `the hub lacks pack ${pack} of ${file}: pass --store with the local store the flist was packed into (or set ZOS_STORE)`)
+    return store
+  }
+  for (const [packId, list] of needed) {
+    if (list.length === perPack.get(packId)) {
+      // The hub has none of this pack's chunks: send it as it is.
+      const s = requireStore(packId)
+      const size = await s.statPack(packId)
+      if (size === undefined) throw zerr('CHUNK_MISSING', `pack ${packId} of ${file} is not in the local store ${s.url}`, { pack: packId })
+      uploads.push({
+        size,
+        build: async () => ({ id: packId, entries: list.map((c) => entryOf(c, byId, encrypted)), data: (await s.readRanges([{ pack: packId, offset: 0, length: size }]))[0]! }),
+      })
+      wholePacks++
+    } else {
+      copied.push(...list)
+    }
+  }
+  if (copied.length > 0) {
+    const s = requireStore(copied[0]!.pack)
+    // Full chunks before deltas, so that the hub can check a delta against its base when it arrives.
+    copied.sort((a, b) => Number(a.codec === 2) - Number(b.codec === 2) || a.pack.localeCompare(b.pack) || a.offset - b.offset)
+    const group = (members: ChunkInfo[]): Upload => ({
+      size: members.reduce((n, c) => n + c.length, 0),
+      build: async () => {
+        const parts: Buffer[] = []
+        for (let i = 0; i < members.length; i += READ_BATCH) parts.push(...(await s.readRanges(members.slice(i, i + READ_BATCH))))
+        const data = Buffer.concat(parts)
+        const id = sha256(data).toString('hex')
+        let off = 0
+        const entries = members.map((c, i) => {
+          const e = entryOf(c, byId, encrypted, off)
+          rewrites.set(c.id, { pack: id, offset: off, length: c.length, size: c.size, codec: c.codec, ...(e.base ? { base: e.base } : {}) })
+          off += parts[i]!.length
+          return e
+        })
+        return { id, entries, data }
+      },
+    })
+    let members: ChunkInfo[] = []
+    let bytes = 0
+    for (const c of copied) {
+      members.push(c)
+      bytes += c.length
+      if (bytes >= PACK_TARGET) {
+        uploads.push(group(members))
+        members = []
+        bytes = 0
+      }
+    }
+    if (members.length > 0) uploads.push(group(members))
+  }
+
+  // Send the packs, a few at a time.
+  const total = uploads.reduce((n, u) => n + u.size, 0)
+  let done = 0
+  progress({ phase: 'upload', done, total })
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < uploads.length) {
+      const u = await uploads[next++]!.build()
+      let sent = 0
+      await client.putPack(u.id, u.entries, u.data, (n) => {
+        done += n - sent
+        sent = n
+        progress({ phase: 'upload', done, total })
+      })
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 3, uploads.length) }, worker))
+
+  // The metadata, pointed at the hub's copies where they differ from the local file.
+  let sendFile = file
+  let tmpDir: string | undefined
+  try {
+    if (rewrites.size > 0) {
+      tmpDir = await mkdtemp(join(tmpdir(), 'zos-push-'))
+      sendFile = join(tmpDir, basename(file))
+      await copyFile(file, sendFile)
+      rewriteLocations(sendFile, rewrites, byId)
+      FlistReader.open(sendFile).close() // the seal and signatures must still hold
+    }
+    progress({ phase: 'metadata', done: 0, total: 1 })
+    const answer = await client.uploadFlist(await nsAnswer, options.name, sendFile, { tag, latest: options.latest ?? true })
+    progress({ phase: 'metadata', done: 1, total: 1 })
+    const metadataBytes = (await stat(sendFile)).size
+    const copiedSet = new Set(copied.map((c) => c.id))
+    return {
+      ...answer,
+      uploadedPacks: uploads.length,
+      uploadedBytes: total,
+      wholePacks,
+      copiedChunks: copied.length,
+      reusedChunks: [...rewrites.keys()].filter((id) => !copiedSet.has(id)).length,
+      presentChunks: chunks.length - inMissing.length,
+      metadataBytes,
+      seconds: (performance.now() - started) / 1000,
+    }
+  } finally {
+    if (tmpDir) await rm(tmpDir, { recursive: true, force: true })
+  }
+}
+
+/** Points chunk rows at new locations (the root hash does not cover locations, so the seal still holds). */
+function rewriteLocations(file: string, rewrites: ReadonlyMap<number, HubLocation>, byId: ReadonlyMap<number, ChunkInfo>): void {
+  const bySid = new Map([...byId.values()].map((c) => [c.sid, c.id] as const))
+  const db = new Database(file)
+  try {
+    const upd = db.prepare('UPDATE chunk SET pack = ?, offset = ?, length = ?, codec = ?, base = ? WHERE id = ?')
+    db.transaction(() => {
+      for (const [id, l] of rewrites) {
+        const base = l.base !== undefined ? bySid.get(l.base) : undefined
+        if (l.base !== undefined && base === undefined) throw zerr('INTERNAL', `rewritten chunk ${id} has a base outside the flist`)
+        upd.run(l.pack, l.offset, l.length, l.codec, base ?? null, id)
+      }
+    })()
+  } finally {
+    db.close()
+  }
+}
+
+export interface SourcePushOptions extends Omit<PushOptions, 'store'> {
+  key: KeyPair
+  workers?: number
+}
+
+/** Packs a directory or archive locally (signed with `key`) into a temporary store and pushes it. */
+export async function pushSource(client: HubClient, source: string, options: SourcePushOptions): Promise<PushResult & { packSeconds: number }> {
+  const dir = await mkdtemp(join(tmpdir(), 'zos-push-'))
+  const progress = options.onProgress ?? (() => {})
+  try {
+    const pool = createPackPool(options.workers)
+    const store = await DirStore.open(join(dir, 'store'), { create: true })
+    try {
+      const output = join(dir, `${options.name}.fl`)
+      const packed = await pack({
+        source: await openSource(source),
+        output,
+        store,
+        signers: [options.key],
+        pool,
+        onProgress: (bytes) => progress({ phase: 'packing', done: bytes, total: 0 }),
+      })
+      const result = await pushFlist(client, output, { ...options, store })
+      return { ...result, packSeconds: packed.seconds }
+    } finally {
+      await pool.close()
+      await store.close()
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/** Uploads an archive for conversion on the hub and waits for the result. */
+export async function convertOnHub(client: HubClient, archive: string, options: Omit<PushOptions, 'store' | 'concurrency'>): Promise<{ job: string; version: PushAnswer['version']; seconds: number }> {
+  const started = performance.now()
+  const progress = options.onProgress ?? (() => {})
+  const ns = options.ns ?? (await client.whoami()).ns
+  const tag = options.tag ?? DEFAULT_TAG
+  const { size } = await stat(archive)
+  const job = await client.convert(ns, options.name, archive, { tag, latest: options.latest ?? true, onSent: (n) => progress({ phase: 'upload', done: n, total: size }) })
+  const finished = await client.waitJob(job.id, { onProgress: (j) => progress({ phase: 'converting', done: j.done, total: j.total }) })
+  const version = await client.version(ns, options.name, tag)
+  if (version.digest !== finished.digest) throw zerr('HUB_UNAVAILABLE', `tag ${options.name}:${tag} moved while the conversion finished (now ${version.digest})`)
+  return { job: job.id, version, seconds: (performance.now() - started) / 1000 }
+}
