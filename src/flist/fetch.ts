@@ -4,6 +4,7 @@
 // call needs go to the store together so that it can coalesce neighbouring ranges.
 // Failures name the chunk, its pack and the store: CHUNK_MISSING when the store lacks the bytes,
 // CHUNK_TAMPERED when they do not decode to the chunk's id.
+import { BufferLru } from '../core/lru.js'
 import { zerr, ZosError } from '../core/errors.js'
 import type { Store } from '../store/types.js'
 import { ChunkDecodeError, decodeChunk, sha256 } from './codec.js'
@@ -38,30 +39,6 @@ export interface FetcherStats {
   joined: number
 }
 
-class MemoryLru {
-  private readonly map = new Map<string, Buffer>()
-  private bytes = 0
-  constructor(private readonly limit: number) {}
-  get(sid: string): Buffer | undefined {
-    const v = this.map.get(sid)
-    if (v) {
-      this.map.delete(sid)
-      this.map.set(sid, v)
-    }
-    return v
-  }
-  set(sid: string, v: Buffer): void {
-    if (this.limit <= 0 || this.map.has(sid)) return
-    this.map.set(sid, v)
-    this.bytes += v.length
-    for (const [k, old] of this.map) {
-      if (this.bytes <= this.limit) break
-      this.map.delete(k)
-      this.bytes -= old.length
-    }
-  }
-}
-
 /** Bytes of verified chunks waiting to be written to the disk cache before reads start waiting for the disk. */
 const CACHE_WRITE_BACKLOG = 32 * 1024 * 1024
 
@@ -70,7 +47,7 @@ const INFO_ENTRIES = 65536
 
 export class ChunkFetcher {
   readonly stats: FetcherStats = { fetchedChunks: 0, fetchedBytes: 0, fetchedPlainBytes: 0, memoryHits: 0, cacheHits: 0, joined: 0 }
-  private readonly memory: MemoryLru
+  private readonly memory: BufferLru
   private readonly infoCache = new Map<number, ChunkInfo>()
   private readonly cacheWrites = new Set<Promise<void>>()
   private cacheBacklog = 0
@@ -85,7 +62,7 @@ export class ChunkFetcher {
     // Accept a bare cache for the common case.
     const o = 'get' in options ? { cache: options as ChunkCache } : (options as FetcherOptions)
     this.cache = o.cache
-    this.memory = new MemoryLru(o.memoryBytes ?? 64 * 1024 * 1024)
+    this.memory = new BufferLru(o.memoryBytes ?? 64 * 1024 * 1024)
     this.options = o
   }
 

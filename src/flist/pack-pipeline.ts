@@ -2,6 +2,7 @@
 // many small files (per-file round trips cost more than chunking a small file).
 //   batch buffer ──► worker: read local files, FastCDC, SHA-256 ──► claim (this flist) / lookup (store index)
 //   ──► delta bases from the store's path hints ──► worker: encode ──► PackBuilder ──► store.putPack
+import { BufferLru } from '../core/lru.js'
 import { createHash, createHmac } from 'node:crypto'
 import { zerr } from '../core/errors.js'
 import type { WorkerPool } from '../core/worker-pool.js'
@@ -118,30 +119,6 @@ class PackBuilder {
   }
 }
 
-/** Small LRU of decoded delta bases: neighbouring files of one release share few, hot bases. */
-class BaseCache {
-  private readonly map = new Map<string, Buffer>()
-  private bytes = 0
-  constructor(private readonly limit: number) {}
-  get(sid: string): Buffer | undefined {
-    const v = this.map.get(sid)
-    if (v) {
-      this.map.delete(sid)
-      this.map.set(sid, v)
-    }
-    return v
-  }
-  set(sid: string, v: Buffer): void {
-    this.map.set(sid, v)
-    this.bytes += v.length
-    for (const [k, old] of this.map) {
-      if (this.bytes <= this.limit) break
-      this.map.delete(k)
-      this.bytes -= old.length
-    }
-  }
-}
-
 export interface PipelineOptions {
   pool: WorkerPool<WorkerRequest, WorkerResponse>
   store: WritableStore
@@ -158,7 +135,7 @@ export class ChunkPipeline {
   /** chunk sid → flist chunk id, for every chunk this flist references (including delta bases). */
   readonly chunkIds = new Map<string, number>()
   private readonly packs: PackBuilder
-  private readonly bases = new BaseCache(64 * 1024 * 1024)
+  private readonly bases = new BufferLru(64 * 1024 * 1024)
 
   constructor(private readonly o: PipelineOptions) {
     this.packs = new PackBuilder(o.store, o.writer, o.packSize)
