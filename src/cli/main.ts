@@ -15,6 +15,8 @@ import { registerToken } from './token.js'
 import { registerCouncil } from './council.js'
 import { registerRelay } from './relay.js'
 import { registerRmb } from './rmb.js'
+import { registerDeploy } from './deploy.js'
+import { registerDeployment } from './deployment.js'
 import { registerHub } from './hub.js'
 
 const [major] = process.versions.node.split('.').map(Number)
@@ -43,6 +45,8 @@ export function buildProgram(): Command {
   registerCouncil(program)
   registerRelay(program)
   registerRmb(program)
+  registerDeploy(program)
+  registerDeployment(program)
   registerHub(program)
   return program
 }

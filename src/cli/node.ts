@@ -5,6 +5,7 @@ import { zerr } from '../core/errors.js'
 import type { Node } from '../ledger/types.js'
 import { emit } from './output.js'
 import { gib, kv, parseBytes, parseId, parseUint, table, when, withLedger, withLedgerOptions } from './ledger-common.js'
+import { registerNodeAgent } from './node-agent.js'
 
 function show(n: Node): string {
   const pc = n.publicConfig
@@ -122,5 +123,6 @@ export function registerNode(program: Command): Command {
     emit(cmd, await withLedger(cmd, true, (l) => l.nodes.setPowerTarget(parseId(idText, 'node id'), t === 'up' ? 'Up' : 'Down')), show)
   })
 
+  registerNodeAgent(node)
   return node
 }
