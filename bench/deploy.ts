@@ -157,6 +157,7 @@ async function main(): Promise<void> {
       store: `dir://${storeDir}`,
       capacity: { cru: 4, mru: 8 * 2 ** 30, sru: 100 * 2 ** 30 },
       cacheBytes: 1024 * 2 ** 20,
+      stopGraceMs: 1000,
       log,
     })
     stops.push(async () => {

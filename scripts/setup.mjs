@@ -13,8 +13,8 @@ const log = (msg) => { if (!quiet) process.stderr.write(`setup: ${msg}\n`) }
 // Debian packages the tests and benchmarks use: runc (containers from flists), squashfs-tools and zstd
 // (benchmark anchors), busybox-static (a tiny root filesystem to run), debootstrap (a Debian rootfs corpus),
 // fuse3 (fusermount for cleanup of stale mounts), util-linux/mount, iproute2 (network namespaces), attr (xattrs),
-// fio (FUSE benchmark), python3 (socket files on unpack, a FUSE test).
-export const DEBIAN_PACKAGES = ['runc', 'squashfs-tools', 'zstd', 'busybox-static', 'debootstrap', 'fuse3', 'iproute2', 'util-linux', 'mount', 'attr', 'fio', 'python3']
+// fio (FUSE benchmark), python3 (socket files on unpack, a FUSE test), e2fsprogs (node volumes and roots).
+export const DEBIAN_PACKAGES = ['runc', 'squashfs-tools', 'zstd', 'busybox-static', 'debootstrap', 'fuse3', 'iproute2', 'util-linux', 'mount', 'attr', 'fio', 'python3', 'e2fsprogs']
 
 function missingDebianPackages() {
   return DEBIAN_PACKAGES.filter((pkg) => {

@@ -33,6 +33,7 @@ interface RunOptions {
   reportInterval?: string
   billInterval?: string
   reconcileInterval?: string
+  stopGrace: string
   logLevel: string
 }
 
@@ -63,6 +64,7 @@ export function registerNodeAgent(node: Command): void {
     .option('--report-interval <s>', 'seconds between usage reports of all contracts (default 3600)')
     .option('--bill-interval <s>', 'seconds between billing runs (default 3600)')
     .option('--reconcile-interval <s>', 'seconds between reconciliations with the ledger (default 3600)')
+    .option('--stop-grace <s>', 'seconds a stopping container gets between SIGTERM and SIGKILL', '10')
     .option('--log-level <level>', 'fatal, error, warn, info, debug or silent', 'info')
     .option('--json', 'print machine-readable JSON on stdout')
     .action(async (opts: RunOptions, cmd: Command) => {
@@ -94,6 +96,7 @@ export function registerNodeAgent(node: Command): void {
           ...(seconds(opts.billInterval, '--bill-interval') ? { billMs: seconds(opts.billInterval, '--bill-interval') } : {}),
           ...(seconds(opts.reconcileInterval, '--reconcile-interval') ? { reconcileMs: seconds(opts.reconcileInterval, '--reconcile-interval') } : {}),
         },
+        stopGraceMs: seconds(opts.stopGrace, '--stop-grace') ?? 10_000,
         log,
       })
       emit(cmd, { node: agent.nodeId, twin: agent.twinId, farm: agent.farmId, address: agent.key.address, state: agent.paths.root, relays: opts.relay, pid: process.pid }, (r) => `node ${r.node} (twin ${r.twin}, farm ${r.farm}) serving through ${r.relays.join(', ')}; state in ${r.state}`)

@@ -44,6 +44,8 @@ export interface NodeIntervals {
   pollMs: number
   /** Container liveness checks (default 1 s). */
   superviseMs: number
+  /** Registration refresh: twin and node records brought up to date (default 24 h, as Zero-OS). */
+  registerMs: number
 }
 
 export const DEFAULT_INTERVALS: NodeIntervals = {
@@ -53,6 +55,7 @@ export const DEFAULT_INTERVALS: NodeIntervals = {
   reconcileMs: 60 * 60_000,
   pollMs: 1000,
   superviseMs: 1000,
+  registerMs: 24 * 60 * 60_000,
 }
 
 export interface NodeAgentOptions {
@@ -72,6 +75,8 @@ export interface NodeAgentOptions {
   /** Container restart backoff (default 1 s doubling to 60 s). */
   restartBackoff?: { initialMs?: number; maxMs?: number; resetAfterMs?: number }
   relayBackoff?: BackoffOptions
+  /** Time a stopping container gets between SIGTERM and SIGKILL (default 10 s). */
+  stopGraceMs?: number
   log?: NodeLogger
 }
 
@@ -129,14 +134,14 @@ export async function startNodeAgent(opts: NodeAgentOptions): Promise<NodeAgent>
     for (const c of closers.reverse()) await Promise.resolve(c()).catch(() => undefined)
   }
   try {
-    const capacity = await discoverCapacity(paths.root, opts.capacity, opts.cacheBytes)
+    let capacity = await discoverCapacity(paths.root, opts.capacity, opts.cacheBytes)
     const { twin, node } = await register(ledger, key, { farmId: opts.farmId, relays, total: capacity.total })
     log.info({ node: node.id, twin: twin.id, farm: node.farmId, total: capacity.total, reserved: capacity.reserved }, 'node registered')
 
     const runtime = new RuncRuntime(paths.runcRoot)
     const supervisor = new Supervisor({ runtime, log: log.child({ svc: 'supervisor' }), intervalMs: iv.superviseMs, ...(opts.restartBackoff ? { backoff: opts.restartBackoff } : {}) })
     const flists = new FlistManager({ paths, log: log.child({ svc: 'flist' }), ...(opts.store ? { store: opts.store } : {}), ...(opts.trust ? { trust: opts.trust } : {}), ...(opts.cacheBytes ? { cacheBytes: opts.cacheBytes } : {}) })
-    const primitives = createPrimitives({ paths, tag, flists, runtime, supervisor, log })
+    const primitives = createPrimitives({ paths, tag, flists, runtime, supervisor, log, ...(opts.stopGraceMs !== undefined ? { stopGraceMs: opts.stopGraceMs } : {}) })
     const store = new DeploymentStore(paths.database)
     closers.push(() => store.close())
     const chain = new LedgerChainView(ledger)
@@ -216,6 +221,11 @@ export async function startNodeAgent(opts: NodeAgentOptions): Promise<NodeAgent>
     every(iv.reportMs, 'usage report', () => rep.reportAll())
     every(iv.billMs, 'billing', () => rep.billAll())
     every(iv.reconcileMs, 'reconciliation', reconcile)
+    every(iv.registerMs, 'registration refresh', async () => {
+      const fresh = await discoverCapacity(paths.root, opts.capacity, opts.cacheBytes)
+      await register(ledger, key, { farmId: opts.farmId, relays, total: fresh.total })
+      capacity = fresh
+    })
     closers.push(() => timers.forEach(clearInterval))
     // Usage at start, for every active contract (Zero-OS reports all at boot).
     void rep.reportAll()
@@ -230,7 +240,9 @@ export async function startNodeAgent(opts: NodeAgentOptions): Promise<NodeAgent>
       key,
       tag,
       paths,
-      capacity,
+      get capacity() {
+        return capacity
+      },
       engine,
       peer,
       ledger,

@@ -89,7 +89,7 @@ export async function startGrid(t: TestContext, opts: { flistFiles?: Record<stri
   const startNode = async (state: string, extra: string[] = []): Promise<NodeProc> => {
     const logFile = join(dir, `node-${nodes.length}.log`)
     const fd = openSync(logFile, 'a')
-    const args = [...NODE_ARGS, CLI, 'node', 'run', '--farm', String(farm.id), '--ledger', ledger.dir, '--relay', relay.url, '--state', state, '--store', flist.storeUrl, '--cru', '2', '--mru', '4G', '--sru', '20G', '--cache-size', '64M', '--log-level', 'debug', '--json', ...extra]
+    const args = [...NODE_ARGS, CLI, 'node', 'run', '--farm', String(farm.id), '--ledger', ledger.dir, '--relay', relay.url, '--state', state, '--store', flist.storeUrl, '--cru', '2', '--mru', '4G', '--sru', '20G', '--cache-size', '64M', '--stop-grace', '1', '--log-level', 'debug', '--json', ...extra]
     const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', fd] })
     closeSync(fd)
     const line = await new Promise<string>((resolve, reject) => {

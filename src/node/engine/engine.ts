@@ -62,8 +62,11 @@ export interface EngineOptions {
 
 /** States whose workloads hold capacity. */
 const HOLDING: readonly ResultState[] = ['init', 'ok', 'paused', 'unchanged']
-/** States whose workloads are provisioned again at start. */
-const REPROVISION: readonly ResultState[] = ['init', 'ok', 'paused', 'unchanged']
+/**
+ * States whose workloads are provisioned again at start. Failed ones are tried again too (a store or disk that
+ * was away may be back); the same failure again records nothing new.
+ */
+const REPROVISION: readonly ResultState[] = ['init', 'ok', 'paused', 'unchanged', 'error']
 
 const now = (): number => Math.floor(Date.now() / 1000)
 
@@ -454,6 +457,7 @@ export class Engine {
     } catch (err) {
       const message = errorMessage(err)
       ctx.log.warn({ err: message, code: ZosError.is(err) ? err.code : undefined }, 'workload failed')
+      if (boot && last?.state === 'error' && last.message === message) return
       this.store.addResult(contractId, wl, { created: now(), state: 'error', message })
     }
   }

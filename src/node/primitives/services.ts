@@ -14,6 +14,8 @@ export interface NodeServices {
   runtime: Runtime
   supervisor: Supervisor
   log: NodeLogger
+  /** How long a stopping container gets between SIGTERM and SIGKILL (default 10 s). */
+  stopGraceMs?: number
 }
 
 /** The runc id of a zmachine's container: unique on the machine. */

@@ -284,7 +284,7 @@ export class ZmachinePrimitive implements Primitive {
     if (st.status === 'paused') await this.s.runtime.resume(cid).catch(() => undefined)
     if (st.status === 'running' || st.status === 'paused') {
       await this.s.runtime.kill(cid, 'TERM')
-      const deadline = Date.now() + STOP_GRACE_MS
+      const deadline = Date.now() + (this.s.stopGraceMs ?? STOP_GRACE_MS)
       while (Date.now() < deadline) {
         const now = await this.s.runtime.state(cid)
         if (!now || now.status === 'stopped') break
