@@ -15,10 +15,17 @@ import {
   signDeployment,
   verifyDeploymentSignatures,
   capacityOf,
+  capacityOfData,
+  challengeOfData,
+  ChallengeWriter,
+  parseWorkloadData,
+  WORKLOAD_TYPES,
   type Deployment,
+  type WorkloadType,
 } from '../../src/node/types/index.js'
 
 const MIB = 2 ** 20
+const GIB = 2 ** 30
 
 function raw(overrides: Record<string, unknown> = {}): Record<string, unknown> {
   return {
@@ -194,4 +201,44 @@ test('upgrade - version + 1, adds, updates, removes; skips and silent changes re
   assert.deepEqual(planUpgrade(cur, parseDeployment(removed)).remove.map((w) => w.name), ['vm'])
   const retype = raw({ contract_id: 5, version: 1, workloads: [{ version: 1, name: 'data', type: 'zmount', data: { size: 64 * MIB } }] })
   assert.throws(() => planUpgrade(cur, parseDeployment(retype)), /type cannot change/)
+})
+
+test('types - every registered type parses, hashes and sizes its data; unknown fields are refused', () => {
+  const samples: Record<WorkloadType, unknown> = {
+    zmount: { size: 32 * MIB },
+    volume: { size: 32 * MIB },
+    qsfs: { cache: 64 * MIB, config: { minimal_shards: 2, expected_shards: 4 } },
+    network: { ip_range: '10.1.0.0/16', subnet: '10.1.2.0/24', wireguard_private_key: 'k', wireguard_listen_port: 3000, peers: [{ subnet: '10.1.3.0/24', wireguard_public_key: 'p', allowed_ips: ['10.1.3.0/24'], endpoint: '1.2.3.4:3000' }] },
+    ip: { v4: true },
+    zmachine: { flist: '/x.fl', size: 0, compute_capacity: { cpu: 1, memory: 64 * MIB } },
+    zlogs: { zmachine: 'vm', output: 'ws://logs.example/x' },
+    zdb: { size: GIB, mode: 'seq', password: 'pw', public: false },
+    'gateway-name-proxy': { name: 'site', backends: ['http://10.1.2.3:80'] },
+    'gateway-fqdn-proxy': { fqdn: 'site.example.org', backends: ['http://10.1.2.3:80'] },
+  }
+  const expectedCapacity: Record<WorkloadType, Partial<Record<'cru' | 'mru' | 'sru' | 'hru' | 'ipv4u', number>>> = {
+    zmount: { sru: 32 * MIB },
+    volume: { sru: 32 * MIB },
+    qsfs: { cru: 1, mru: GIB, sru: 64 * MIB },
+    network: {},
+    ip: { ipv4u: 1 },
+    zmachine: { cru: 1, mru: 64 * MIB, sru: GIB },
+    zlogs: {},
+    zdb: { hru: GIB },
+    'gateway-name-proxy': {},
+    'gateway-fqdn-proxy': {},
+  }
+  for (const type of WORKLOAD_TYPES) {
+    const data = parseWorkloadData(type, samples[type], 'w')
+    const w1 = new ChallengeWriter()
+    const w2 = new ChallengeWriter()
+    challengeOfData(type, w1, data)
+    challengeOfData(type, w2, parseWorkloadData(type, structuredClone(samples[type]), 'w'))
+    assert.ok(w1.bytes().length > 0, `${type} writes its fields`)
+    assert.deepEqual(w1.bytes(), w2.bytes(), `${type} hashes deterministically`)
+    assert.deepEqual(capacityOfData(type, data), { cru: 0, mru: 0, sru: 0, hru: 0, ipv4u: 0, ...expectedCapacity[type] }, type)
+    assert.throws(() => parseWorkloadData(type, { ...(samples[type] as object), bogus: 1 }, 'w'), /Unrecognized key/, `${type} refuses unknown fields`)
+  }
+  assert.throws(() => parseWorkloadData('ip', { v4: false, v6: false }, 'w'), /needs v4 or v6/)
+  assert.throws(() => parseWorkloadData('zlogs', { zmachine: 'vm', output: 'ftp://x' }, 'w'), /redis:\/\/, ws:\/\/ or wss:\/\//)
 })

@@ -239,6 +239,20 @@ test('engine - a failing workload is an error result; the others are provisioned
   assert.match(got.find((x) => x.name === 'net')!.result?.message ?? '', /network workloads are not supported on this node yet/)
   // errors hold no capacity
   assert.equal(w.engine.usedCapacity().sru, 32 * MIB)
+  // At the next start failed workloads are tried again: the same failure records nothing new, a fixed one is ok.
+  const before = w.engine.changes(7, d.contract_id).length
+  await w.engine.stop()
+  w.store.close()
+  w.open().start()
+  await w.engine.idle()
+  assert.equal(w.engine.changes(7, d.contract_id).length, before)
+  await w.engine.stop()
+  w.store.close()
+  w.rec.failing.delete('data')
+  w.open().start()
+  await w.engine.idle()
+  assert.equal(w.engine.get(7, d.contract_id).workloads.find((x) => x.name === 'data')!.result?.state, 'ok')
+  assert.equal(w.engine.changes(7, d.contract_id).length, before + 1)
 })
 
 test('engine - the job queue is durable: a job accepted before a crash runs after the restart', async (t) => {

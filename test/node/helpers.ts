@@ -96,7 +96,7 @@ export async function testNode(t: TestContext, opts: { store: string; log?: Node
     const log = opts.log ?? SILENT_LOGGER
     const runtime = new RuncRuntime(paths.runcRoot)
     const supervisor = new Supervisor({ runtime, log, backoff: { initialMs: 50, maxMs: 400, resetAfterMs: 60_000 } })
-    const services: NodeServices = { paths, tag, flists: new FlistManager({ paths, store: opts.store, log, cacheBytes: 64 * 2 ** 20 }), runtime, supervisor, log }
+    const services: NodeServices = { paths, tag, flists: new FlistManager({ paths, store: opts.store, log, cacheBytes: 64 * 2 ** 20 }), runtime, supervisor, log, stopGraceMs: 1000 }
     return { paths, services, primitives: createPrimitives(services), restart: make }
   }
   let current: TestNode | undefined
