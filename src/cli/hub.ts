@@ -5,7 +5,7 @@ import type { Command } from 'commander'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { zerr } from '../core/errors.js'
-import { emit, formatBytes, parseSize, wantsJson } from './output.js'
+import { emit, formatBytes, parseSize, wantsJson, untilStopped } from './output.js'
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value]
@@ -125,15 +125,7 @@ export function registerHub(program: Command): void {
       })
       emit(cmd, { url: server.url, data, identity: directory ? 'ledger' : 'address', signer: server.hub.key.address }, (r) => r.url)
       process.stderr.write(`zos: hub at ${server.url} (data ${data}, namespaces by ${directory ? 'twin id' : 'account address'}; Ctrl-C to stop)\n`)
-      await new Promise<void>((resolve) => {
-        const stop = (): void => {
-          process.off('SIGINT', stop)
-          process.off('SIGTERM', stop)
-          resolve()
-        }
-        process.on('SIGINT', stop)
-        process.on('SIGTERM', stop)
-      })
+      await untilStopped()
       await server.close()
       process.stderr.write('zos: hub stopped\n')
     })

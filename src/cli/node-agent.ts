@@ -5,7 +5,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import type { Command } from 'commander'
 import { zerr } from '../core/errors.js'
-import { emit } from './output.js'
+import { emit, untilStopped } from './output.js'
 import { parseBytes, parseId, parseUint } from './ledger-common.js'
 
 function collect(value: string, previous: string[]): string[] {
@@ -100,15 +100,7 @@ export function registerNodeAgent(node: Command): void {
         log,
       })
       emit(cmd, { node: agent.nodeId, twin: agent.twinId, farm: agent.farmId, address: agent.key.address, state: agent.paths.root, relays: opts.relay, pid: process.pid }, (r) => `node ${r.node} (twin ${r.twin}, farm ${r.farm}) serving through ${r.relays.join(', ')}; state in ${r.state}`)
-      await new Promise<void>((resolve) => {
-        const stop = (): void => {
-          process.off('SIGINT', stop)
-          process.off('SIGTERM', stop)
-          resolve()
-        }
-        process.on('SIGINT', stop)
-        process.on('SIGTERM', stop)
-      })
+      await untilStopped()
       log.info({}, 'stopping (workloads keep running)')
       await agent.stop()
       log.flush()

@@ -2,7 +2,7 @@
 // Prometheus scrapes GET /metrics. Twins are read from the ledger (cached), or from a --twins file.
 import type { Command } from 'commander'
 import { zerr } from '../core/errors.js'
-import { emit } from './output.js'
+import { emit, untilStopped } from './output.js'
 
 interface ServeOptions {
   port: string
@@ -77,15 +77,7 @@ export function registerRelay(program: Command): void {
       })
       emit(cmd, { url: server.url, advertise: server.advertise, metrics: `${server.url.replace(/^ws/, 'http')}/metrics` }, (r) => r.url)
       log.info({ url: server.url, advertise: server.advertise, twins: opts.twins ? 'file' : 'ledger' }, 'relay listening')
-      await new Promise<void>((resolve) => {
-        const stop = (): void => {
-          process.off('SIGINT', stop)
-          process.off('SIGTERM', stop)
-          resolve()
-        }
-        process.on('SIGINT', stop)
-        process.on('SIGTERM', stop)
-      })
+      await untilStopped()
       await server.close()
       await close()
       log.info({ url: server.url }, 'relay stopped')

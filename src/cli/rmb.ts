@@ -8,7 +8,7 @@ import { errorMessage, zerr } from '../core/errors.js'
 import type { KeyPair } from '../core/keys.js'
 import type { Ledger } from '../ledger/types.js'
 import type { Handler, HandlerContext, Peer } from '../rmb/peer.js'
-import { emit, wantsJson } from './output.js'
+import { emit, wantsJson, untilStopped } from './output.js'
 import { parseId, withLedgerOptions } from './ledger-common.js'
 
 interface PeerCliOptions {
@@ -102,15 +102,7 @@ export function registerRmb(program: Command): void {
       async (peer) => {
         const stats = peer.stats()
         emit(cmd, { twin: peer.twinId, relays: stats.relays.map((r) => r.url) }, (r) => `twin ${r.twin} serving on ${r.relays.join(', ')}`)
-        await new Promise<void>((resolve) => {
-          const stop = (): void => {
-            process.off('SIGINT', stop)
-            process.off('SIGTERM', stop)
-            resolve()
-          }
-          process.on('SIGINT', stop)
-          process.on('SIGTERM', stop)
-        })
+        await untilStopped()
         process.stderr.write(`zos: stopped; ${JSON.stringify(peer.stats().drops)} dropped\n`)
       },
       handlers,

@@ -1,7 +1,7 @@
 // `zos store ...`: serve a dir:// store over HTTP, show a store's totals.
 import type { Command } from 'commander'
 import { zerr } from '../core/errors.js'
-import { emit, formatBytes } from './output.js'
+import { emit, formatBytes, untilStopped } from './output.js'
 
 function parsePort(text: string): number {
   const n = Number(text)
@@ -27,15 +27,7 @@ export function registerStore(program: Command): void {
       const server = await serveStore({ root: loc.path, host: opts.host, port })
       emit(cmd, { url: server.url, root: loc.path }, (r) => r.url)
       process.stderr.write(`zos: serving store ${loc.path} at ${server.url} (Ctrl-C to stop)\n`)
-      await new Promise<void>((resolve) => {
-        const stop = (): void => {
-          process.off('SIGINT', stop)
-          process.off('SIGTERM', stop)
-          resolve()
-        }
-        process.on('SIGINT', stop)
-        process.on('SIGTERM', stop)
-      })
+      await untilStopped()
       await server.close()
       process.stderr.write('zos: store server stopped\n')
     })
