@@ -104,8 +104,8 @@ export function registerHub(program: Command): void {
       const { startHub } = await import('../hub/server.js')
       let directory
       if (opts.ledger !== undefined) {
-        const [{ openLedger }, { LedgerDirectory }] = await Promise.all([import('../ledger/index.js'), import('../hub/auth.js')])
-        const ledger = await openLedger({ ledgerDir: typeof opts.ledger === 'string' ? opts.ledger : join(zosHome(), 'ledger'), ...(opts.rpc ? { rpcUrl: String(opts.rpc) } : {}) })
+        const [{ openLedger, defaultLedgerDir }, { LedgerDirectory }] = await Promise.all([import('../ledger/index.js'), import('../hub/auth.js')])
+        const ledger = await openLedger({ ledgerDir: typeof opts.ledger === 'string' ? opts.ledger : defaultLedgerDir(), ...(opts.rpc ? { rpcUrl: String(opts.rpc) } : {}) })
         directory = new LedgerDirectory(ledger.twins, () => ledger.close())
       }
       const data = (opts.data as string | undefined) ?? join(zosHome(), 'hub')

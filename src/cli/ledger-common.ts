@@ -1,11 +1,9 @@
 // Options and helpers shared by the ledger command groups (ledger, twin, farm, node, contract, token, council):
 //   --rpc URL      JSON-RPC endpoint (default: the address book's rpcUrl)
-//   --ledger DIR   directory holding addressbook.json (default: $ZOS_HOME/ledger, i.e. ~/.zos/ledger)
-//   --key FILE     the caller's secp256k1 key file from `zos key new` (default: $ZOS_HOME/key.json)
+//   --ledger DIR   directory holding addressbook.json (default: $ZOS_LEDGER, else $ZOS_HOME/ledger)
+//   --key FILE     the caller's secp256k1 key file from `zos key new` (default: $ZOS_KEY, else $ZOS_HOME/key.json)
 //   --json         machine-readable output
 import { existsSync } from 'node:fs'
-import { homedir } from 'node:os'
-import { join } from 'node:path'
 import type { Command } from 'commander'
 import { zerr } from '../core/errors.js'
 import type { Ledger } from '../ledger/types.js'
@@ -16,19 +14,15 @@ export interface LedgerCliOptions {
   key?: string
 }
 
-function zosHome(): string {
-  return process.env.ZOS_HOME ?? join(homedir(), '.zos')
-}
-
 export function defaultLedgerDirText(): string {
-  return '$ZOS_HOME/ledger, i.e. ~/.zos/ledger'
+  return '$ZOS_LEDGER, else $ZOS_HOME/ledger, i.e. ~/.zos/ledger'
 }
 
 /** Adds --rpc, --ledger, --key and --json to a command. */
 export function withLedgerOptions(cmd: Command, opts: { key?: 'required' | 'optional' | 'none' } = {}): Command {
   cmd.option('--rpc <url>', 'ledger JSON-RPC URL (default: the address book\'s)')
   cmd.option('--ledger <dir>', `directory of the ledger address book (default ${defaultLedgerDirText()})`)
-  if (opts.key !== 'none') cmd.option('--key <file>', 'secp256k1 key file from `zos key new` (default $ZOS_HOME/key.json)')
+  if (opts.key !== 'none') cmd.option('--key <file>', 'secp256k1 key file from `zos key new` (default $ZOS_KEY, else $ZOS_HOME/key.json)')
   cmd.option('--json', 'print machine-readable JSON on stdout')
   return cmd
 }
@@ -39,11 +33,11 @@ export function withLedgerOptions(cmd: Command, opts: { key?: 'required' | 'opti
  */
 export async function ledgerFrom(cmd: Command, needKey: boolean): Promise<Ledger> {
   const o = cmd.opts<LedgerCliOptions>()
-  const { openLedger } = await import('../ledger/index.js')
-  const ledgerDir = o.ledger ?? join(zosHome(), 'ledger')
+  const [{ openLedger, defaultLedgerDir }, { defaultKeyPath }] = await Promise.all([import('../ledger/index.js'), import('../core/keys.js')])
+  const ledgerDir = o.ledger ?? defaultLedgerDir()
   let keyFile = o.key
   if (!keyFile) {
-    const def = join(zosHome(), 'key.json')
+    const def = defaultKeyPath()
     if (needKey || existsSync(def)) keyFile = def
   }
   return openLedger({ ledgerDir, rpcUrl: o.rpc, keyFile })

@@ -18,6 +18,8 @@ import { registerRmb } from './rmb.js'
 import { registerDeploy } from './deploy.js'
 import { registerDeployment } from './deployment.js'
 import { registerHub } from './hub.js'
+import { registerGrid } from './grid.js'
+import { applyGridContext } from '../grid/context.js'
 
 const [major] = process.versions.node.split('.').map(Number)
 if ((major ?? 0) < 20) {
@@ -48,10 +50,13 @@ export function buildProgram(): Command {
   registerDeploy(program)
   registerDeployment(program)
   registerHub(program)
+  registerGrid(program)
   return program
 }
 
 async function main(): Promise<void> {
+  // The current local grid (if any) supplies default ledger, hub and key: see src/grid/context.ts.
+  applyGridContext()
   const program = buildProgram()
   try {
     await program.parseAsync(process.argv)

@@ -21,9 +21,9 @@ const KeyFileSchema = z.object({
   address: z.string().optional(),
 })
 
-/** Default key file: $ZOS_HOME/key.json, or ~/.zos/key.json. */
+/** Default key file: $ZOS_KEY (set by a current local grid), else $ZOS_HOME/key.json, else ~/.zos/key.json. */
 export function defaultKeyPath(): string {
-  return join(process.env.ZOS_HOME ?? join(homedir(), '.zos'), 'key.json')
+  return process.env.ZOS_KEY ?? join(process.env.ZOS_HOME ?? join(homedir(), '.zos'), 'key.json')
 }
 
 export function keyFromPrivate(privateKey: Uint8Array): KeyPair {

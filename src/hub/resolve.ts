@@ -7,6 +7,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { HubClient } from './client.js'
 import { isHubUrl, parseHubUrl } from './names.js'
+import { API } from './wire.js'
 
 export interface ResolvedFlist {
   /** A local metadata file. */
@@ -34,6 +35,23 @@ export async function resolveFlistArg(arg: string, store: string | undefined): P
     const hub: NonNullable<ResolvedFlist['hub']> = { url: client.url, ns: got.ns, name: got.name, digest: got.digest, root: got.root }
     if (ref.tag !== undefined) hub.tag = ref.tag
     return { file: got.path, store: store ?? client.url, hub }
+  } finally {
+    client.close()
+  }
+}
+
+/**
+ * Pins a hub reference to the immutable URL of the metadata file it names now (`HUB/api/v1/blobs/<sha256>`):
+ * what a deployment carries, so the signed deployment names exact bytes and a node can check them. Anything
+ * that is not a hub reference passes through unchanged.
+ */
+export async function pinFlistUrl(arg: string): Promise<string> {
+  if (!isHubUrl(arg)) return arg
+  const ref = parseHubUrl(arg)
+  const client = new HubClient(ref.hub)
+  try {
+    const digest = ref.digest ?? (ref.ns !== undefined ? await client.version(ref.ns, ref.name, ref.tag ?? 'latest') : await client.resolve(ref.name, ref.tag ?? 'latest')).digest
+    return `${client.url}${API}/blobs/${digest}`
   } finally {
     client.close()
   }

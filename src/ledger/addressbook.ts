@@ -35,8 +35,9 @@ const AddressBookSchema = z.object({
 })
 
 /** $ZOS_HOME/ledger, or ~/.zos/ledger: the default data dir of `zos ledger up` and address book dir of clients. */
+/** $ZOS_LEDGER (set by a current local grid, see src/grid/context.ts), else $ZOS_HOME/ledger, else ~/.zos/ledger. */
 export function defaultLedgerDir(): string {
-  return join(process.env.ZOS_HOME ?? join(homedir(), '.zos'), 'ledger')
+  return process.env.ZOS_LEDGER ?? join(process.env.ZOS_HOME ?? join(homedir(), '.zos'), 'ledger')
 }
 
 export function addressBookPath(dir: string): string {

@@ -5,7 +5,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { zerr } from '../../core/errors.js'
-import { exec } from '../exec.js'
+import { exec } from '../../core/exec.js'
 import { ociConfig } from './oci.js'
 import type { ContainerSpec, ContainerState, ContainerStatus, Runtime } from './runtime.js'
 

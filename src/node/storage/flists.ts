@@ -4,7 +4,8 @@
 // the last one to let go unmounts it, across restarts too.
 //
 // URL schemes are pluggable (`resolvers`): built in are local paths (/abs/x.fl, file:///abs/x.fl) and
-// http(s):// URLs of the .fl file; chunks come from the node's store (--store). `hub://` comes later.
+// http(s):// URLs of the .fl file (a hub's /blobs/<sha256> URL is checked against its digest); chunks come from
+// the node's store (--store). Clients pin `hub://` references to such blob URLs before they sign a deployment.
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, openSync, closeSync } from 'node:fs'
@@ -124,14 +125,19 @@ export class FlistManager {
     if (!res.ok || !res.body) throw zerr('STORE_UNAVAILABLE', `cannot fetch flist ${url}: HTTP ${res.status}`, { url })
     const declared = Number(res.headers.get('content-length') ?? '0')
     if (declared > this.maxBytes) throw zerr('INVALID_ARGUMENT', `flist ${url} is ${declared} bytes, more than this node accepts`, { url })
+    // A hub blob URL names the SHA-256 of the file's bytes (what `zos deploy` pins a hub:// reference to).
+    const pinned = /\/blobs\/([0-9a-f]{64})$/.exec(new URL(url).pathname)?.[1]
+    const hash = createHash('sha256')
     const fh = await open(dest, 'w', 0o600)
     let total = 0
     try {
       for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
         total += chunk.length
         if (total > this.maxBytes) throw zerr('INVALID_ARGUMENT', `flist ${url} is larger than this node accepts (${this.maxBytes} bytes)`, { url })
+        hash.update(chunk)
         await fh.write(chunk)
       }
+      if (pinned !== undefined && hash.digest('hex') !== pinned) throw zerr('CHUNK_TAMPERED', `flist ${url} does not hash to the digest its URL names (damaged in transit or a wrong hub)`, { url })
     } catch (err) {
       if (ZosError.is(err)) throw err
       throw zerr('STORE_UNAVAILABLE', `cannot fetch flist ${url}: ${errorMessage(err)}`, { url }, err)

@@ -4,7 +4,7 @@
 import { mkdir, open, readFile, readdir, readlink, rm, rmdir, stat } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { zerr } from '../../core/errors.js'
-import { exec, execOk } from '../exec.js'
+import { exec, execOk } from '../../core/exec.js'
 import { findMount, unmountAll } from './mounts.js'
 
 /** Creates a sparse file of `size` bytes (no-op when it exists). Returns false when it already existed. */

@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { findMount, unmount, type MountEntry } from '../../flist/overlay.js'
-import { exec } from '../exec.js'
+import { exec } from '../../core/exec.js'
 
 export { findMount, type MountEntry }
 

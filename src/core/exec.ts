@@ -1,7 +1,7 @@
-// Runs a system command (mount, losetup, mkfs, runc) without blocking the event loop: the node serves FUSE
+// Runs a system command (mount, losetup, mkfs, runc, ip) without blocking the event loop: the node serves FUSE
 // mounts and relay requests from the same process, so nothing may wait synchronously on the kernel.
 import { spawn, type StdioOptions } from 'node:child_process'
-import { zerr, type ErrorCode } from '../core/errors.js'
+import { zerr, type ErrorCode } from './errors.js'
 
 export interface ExecResult {
   code: number
