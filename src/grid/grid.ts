@@ -6,7 +6,7 @@
 // its deployments.
 import { availableParallelism, totalmem } from 'node:os'
 import { existsSync } from 'node:fs'
-import { mkdir, rm, statfs } from 'node:fs/promises'
+import { mkdir, readFile, rm, statfs } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
 import { zerr } from '../core/errors.js'
@@ -184,7 +184,6 @@ async function ensureNode(dir: string, spec: GridSpec, run: GridRun, index: numb
   const rec = spawnZos(nodeArgs(dir, spec, node.state, cacheBytes), join(logsDir(dir), `node${index}.log`), ['nsenter', `--net=/run/netns/${node.netns}`, '--'], out)
   run.nodes[String(index)] = rec
   await writeRun(dir, run)
-  const { readFile } = await import('node:fs/promises')
   const info = await waitReady(rec, `node ${index}`, async () => {
     const text = await readFile(out, 'utf8')
     try {
@@ -201,13 +200,13 @@ export async function gridUp(opts: UpOptions): Promise<GridStatus> {
   const step = opts.onStep ?? (() => {})
   await checkNetworking()
   const dir = resolve(opts.dir)
-  await mkdir(logsDir(dir), { recursive: true })
   let spec = await readSpec(dir)
   const run = await readRun(dir)
   const wanted = opts.nodes ?? spec?.nodes.length ?? 3
   if (!Number.isInteger(wanted) || wanted < 1 || wanted > 50) throw zerr('INVALID_ARGUMENT', `--nodes must be between 1 and 50, got ${opts.nodes}`)
   if (spec && wanted < spec.nodes.length) throw zerr('INVALID_ARGUMENT', `the grid in ${dir} has ${spec.nodes.length} nodes and cannot shrink; use --nodes ${spec.nodes.length} or more, or start over with \`zos grid down --purge\``)
   const cacheBytes = opts.cacheBytes ?? 512 * 2 ** 20
+  await mkdir(logsDir(dir), { recursive: true })
 
   const id = spec?.id ?? gridIdOf(dir)
   const net = spec?.net ?? { bridge: bridgeName(id), subnet: await pickSubnet(id) }
@@ -219,14 +218,13 @@ export async function gridUp(opts: UpOptions): Promise<GridStatus> {
   const ledgerUrl = await ensureLedger(dir, hostIp, spec?.ports.ledger ?? 0)
   const ports = spec?.ports ?? { ledger: Number(new URL(ledgerUrl).port), relay: await freePort(hostIp), hub: await freePort(hostIp) }
 
+  // The relay must exist before the twins that name it, and the hub before the demo push.
+  const endpoints = spec ?? ({ hostIp, ports } as GridSpec)
+  step('relay and hub: starting')
+  await Promise.all([ensureService(dir, 'relay', endpoints, run), ensureService(dir, 'hub', endpoints, run)])
   if (!spec) {
-    // The relay must exist before the twins that name it; the hub before the demo push.
-    const draft = { hostIp, ports } as GridSpec
-    step('relay and hub: starting')
-    await ensureService(dir, 'relay', draft, run)
-    await ensureService(dir, 'hub', draft, run)
     step('identities: a farm and a funded user twin')
-    const ids = await createIdentities(dir, relayUrl(draft))
+    const ids = await createIdentities(dir, relayUrl(endpoints))
     spec = {
       version: 1,
       id,
@@ -240,10 +238,6 @@ export async function gridUp(opts: UpOptions): Promise<GridStatus> {
       capacity: await nodeCapacity(dir, wanted),
     }
     await writeSpec(spec)
-  } else {
-    step('relay and hub: starting')
-    await ensureService(dir, 'relay', spec, run)
-    await ensureService(dir, 'hub', spec, run)
   }
   await setCurrentGrid(dir)
 

@@ -53,7 +53,7 @@ test('e2e grid - up, push, deploy on each node, cancel, down leaves nothing, up 
 
   // Bad arguments change nothing.
   assert.equal((await zos(['grid', 'up', '--data', dir, '--nodes', '0'])).code, 2)
-  assert.equal(existsSync(join(dir, 'grid.json')), false)
+  assert.equal(existsSync(dir), false)
   assert.equal((await zos(['grid', 'status', '--data', dir])).code, 4)
 
   // Up: three nodes, each in its own namespace with its own address.
