@@ -13,7 +13,7 @@ import { zerr } from '../core/errors.js'
 import { generateKey, loadKey, saveKey, type KeyPair } from '../core/keys.js'
 import { exec } from '../core/exec.js'
 import { bridgeIp, bridgeName, checkNetworking, ensureBridge, ensureNodeNet, netnsList, nodeNet, pickSubnet, removeBridge, removeNodeNet } from './net.js'
-import { isAlive, spawnZos, stopProc, waitReady, type ProcRecord } from './procs.js'
+import { isAlive, spawnZos, stopProc, waitReady, withGridLock, type ProcRecord } from './procs.js'
 import { gridIdOf, readRun, readSpec, removeRun, writeRun, writeSpec, type GridRun, type GridSpec } from './state.js'
 import { clearCurrentGrid, setCurrentGrid } from './context.js'
 import { DEMO_NAME, publishDemo } from './demo.js'
@@ -197,16 +197,20 @@ async function ensureNode(dir: string, spec: GridSpec, run: GridRun, index: numb
 }
 
 export async function gridUp(opts: UpOptions): Promise<GridStatus> {
-  const step = opts.onStep ?? (() => {})
-  await checkNetworking()
   const dir = resolve(opts.dir)
+  await checkNetworking()
+  if (opts.nodes !== undefined && (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > 50)) throw zerr('INVALID_ARGUMENT', `--nodes must be between 1 and 50, got ${opts.nodes}`)
+  await mkdir(logsDir(dir), { recursive: true })
+  return withGridLock(dir, () => up(dir, opts))
+}
+
+async function up(dir: string, opts: UpOptions): Promise<GridStatus> {
+  const step = opts.onStep ?? (() => {})
   let spec = await readSpec(dir)
   const run = await readRun(dir)
   const wanted = opts.nodes ?? spec?.nodes.length ?? 3
-  if (!Number.isInteger(wanted) || wanted < 1 || wanted > 50) throw zerr('INVALID_ARGUMENT', `--nodes must be between 1 and 50, got ${opts.nodes}`)
   if (spec && wanted < spec.nodes.length) throw zerr('INVALID_ARGUMENT', `the grid in ${dir} has ${spec.nodes.length} nodes and cannot shrink; use --nodes ${spec.nodes.length} or more, or start over with \`zos grid down --purge\``)
   const cacheBytes = opts.cacheBytes ?? 512 * 2 ** 20
-  await mkdir(logsDir(dir), { recursive: true })
 
   const id = spec?.id ?? gridIdOf(dir)
   const net = spec?.net ?? { bridge: bridgeName(id), subnet: await pickSubnet(id) }
@@ -318,11 +322,22 @@ export interface DownReport {
 }
 
 export async function gridDown(dirArg: string, opts: { purge?: boolean; onStep?: (text: string) => void } = {}): Promise<DownReport> {
-  const step = opts.onStep ?? (() => {})
   const dir = resolve(dirArg)
   const spec = await readSpec(dir)
   if (!spec) throw zerr('NOT_FOUND', `no grid in ${dir} (no grid.json): nothing to stop`)
   await checkNetworking()
+  const report = await withGridLock(dir, () => down(dir, spec, opts))
+  if (opts.purge) {
+    opts.onStep?.(`purging ${dir}`)
+    await clearCurrentGrid(dir)
+    await rm(dir, { recursive: true, force: true })
+    report.purged = true
+  }
+  return report
+}
+
+async function down(dir: string, spec: GridSpec, opts: { onStep?: (text: string) => void }): Promise<DownReport> {
+  const step = opts.onStep ?? (() => {})
   const run = await readRun(dir)
   const report: DownReport = { dir, stopped: [], mounts: [], namespaces: [], purged: false }
 
@@ -358,12 +373,6 @@ export async function gridDown(dirArg: string, opts: { purge?: boolean; onStep?:
   for (const m of await mountsUnder(dir)) {
     if ((await exec('umount', [m.mountpoint])).code !== 0) await lazyUnmount(m.mountpoint)
     report.mounts.push(m.mountpoint)
-  }
-  if (opts.purge) {
-    step(`purging ${dir}`)
-    await clearCurrentGrid(dir)
-    await rm(dir, { recursive: true, force: true })
-    report.purged = true
   }
   return report
 }

@@ -101,3 +101,30 @@ export async function tail(file: string, bytes = 1500): Promise<string> {
   const text = await readFile(file, 'utf8').catch(() => '')
   return text.slice(-bytes).trim() || `(nothing in ${file})`
 }
+
+/**
+ * Runs `fn` holding DIR/.lock, so two `zos grid up|down` on one grid never interleave. A lock whose holder is
+ * gone (a killed run) is taken over.
+ */
+export async function withGridLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  const { open, rm } = await import('node:fs/promises')
+  const file = `${dir}/.lock`
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fh = await open(file, 'wx')
+      await fh.writeFile(JSON.stringify({ pid: process.pid, startTime: startTimeOf(process.pid) ?? 0, log: '' }))
+      await fh.close()
+      break
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw err
+      const holder = JSON.parse(await readFile(file, 'utf8').catch(() => '{}')) as ProcRecord
+      if (isAlive(holder)) throw zerr('EXISTS', `another \`zos grid\` command (pid ${holder.pid}) is working on ${dir}; wait for it to finish`)
+      await rm(file, { force: true })
+    }
+  }
+  try {
+    return await fn()
+  } finally {
+    await rm(file, { force: true })
+  }
+}

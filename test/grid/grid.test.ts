@@ -12,7 +12,7 @@ import { exec } from '../../src/core/exec.js'
 import { ZosError } from '../../src/core/errors.js'
 import { applyGridContext, clearCurrentGrid, currentGrid, setCurrentGrid } from '../../src/grid/context.js'
 import { bridgeIp, ensureBridge, ensureNodeNet, netnsList, nodeNet, pickSubnet, removeBridge, removeNodeNet } from '../../src/grid/net.js'
-import { isAlive, startTimeOf, stopProc } from '../../src/grid/procs.js'
+import { isAlive, startTimeOf, stopProc, withGridLock } from '../../src/grid/procs.js'
 import { gridIdOf, readRun, readSpec, writeRun } from '../../src/grid/state.js'
 
 async function tempHome(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
@@ -70,6 +70,18 @@ test('grid procs - a record is alive only for the same pid and start time; stopP
   assert.equal(await stopProc({ pid, startTime: startTime + 1, log: '' }), false, 'never signals a process it did not start')
   assert.equal(await stopProc({ pid, startTime, log: '' }, 5000), true)
   assert.equal(isAlive({ pid, startTime, log: '' }), false)
+})
+
+test('grid lock - a second command on the same grid is refused while the first runs; a stale lock is taken over', async (t) => {
+  const dir = await tempHome(t)
+  let inner: unknown
+  await withGridLock(dir, async () => {
+    inner = await withGridLock(dir, async () => 'ran').catch((err: unknown) => err)
+  })
+  assert.ok(ZosError.is(inner) && inner.code === 'EXISTS' && /another `zos grid` command/.test(inner.message), String(inner))
+  assert.deepEqual(await readdir(dir), [], 'the lock is released')
+  await writeFile(join(dir, '.lock'), JSON.stringify({ pid: 999_999_999, startTime: 1, log: '' }))
+  assert.equal(await withGridLock(dir, async () => 'ran'), 'ran')
 })
 
 const notRoot = process.getuid?.() !== 0 ? 'needs root (bridges and network namespaces)' : false
