@@ -35,7 +35,7 @@ import { startNodeAgent } from '../src/node/agent.js'
 import type { NodeLogger } from '../src/node/log.js'
 import { GridClient } from '../src/client/client.js'
 import { containerDeployment } from '../src/client/build.js'
-import { exec } from '../src/node/exec.js'
+import { exec } from '../src/core/exec.js'
 import { teardownNode } from '../src/node/storage/teardown.js'
 
 const quick = process.argv.includes('--quick')
