@@ -279,10 +279,11 @@ export class ChunkPipeline {
         ...(codec === CODEC_ZSTD_DELTA ? { baseId: this.chunkIds.get(item.baseSid!)!, baseSid: item.baseSid! } : {}),
       }
     }
-    if ('pack' in enc) {
-      this.packs.addPack(enc.pack.id, enc.pack.data, enc.pack.blobs.map((b, i) => describe(i, b.codec)), enc.pack.blobs)
+    const blobs = enc.blobs.map((b, i) => describe(i, b.codec))
+    if (enc.id !== undefined) {
+      this.packs.addPack(enc.id, enc.data, blobs, enc.blobs)
     } else {
-      enc.blobs.forEach((blob, i) => this.packs.add({ ...describe(i, blob.codec), data: blob.data }))
+      enc.blobs.forEach((b, i) => this.packs.add({ ...blobs[i]!, data: enc.data.subarray(b.offset, b.offset + b.length) }))
     }
     await this.packs.settle(4)
   }

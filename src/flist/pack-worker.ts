@@ -3,7 +3,7 @@ import { createHash, randomFillSync } from 'node:crypto'
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs'
 import { parentPort } from 'node:worker_threads'
 import { Chunker, type ChunkerParams } from './chunker.js'
-import { encodeChunk, sha256 } from './codec.js'
+import { ChunkEncoder, encodeBound, sha256 } from './codec.js'
 
 /** One file's region of a chunk request's buffer: data[start, start+length) is filled, then `read` appends. */
 export interface ChunkPart {
@@ -54,17 +54,21 @@ export interface EncodeRequest {
   packMin: number
 }
 /**
- * Either the encoded chunks one by one (the packer groups them), or, for a big enough batch, one pack already
- * assembled and named here, so that the main thread neither copies nor hashes it.
+ * The encoded chunks, back to back in one buffer. When they add up to at least `packMin` bytes the buffer is a
+ * finished pack and `id` is its name (computed here, so that the main thread neither copies nor hashes it);
+ * otherwise the packer groups them with others.
  */
-export type EncodeResponse =
-  | { blobs: { codec: number; data: Uint8Array }[] }
-  | { pack: { id: string; data: Uint8Array; blobs: { codec: number; offset: number; length: number }[] } }
+export interface EncodeResponse {
+  data: Uint8Array
+  blobs: { codec: number; offset: number; length: number }[]
+  id?: string
+}
 
 export type WorkerRequest = ChunkRequest | EncodeRequest
 export type WorkerResponse = ChunkResponse | EncodeResponse
 
 const chunkers = new Map<string, Chunker>()
+const encoder = new ChunkEncoder()
 
 // Warm the chunking loop so V8 optimises it before real data arrives: the first megabytes of a cold worker
 // otherwise run in the interpreter at a tenth of the speed.
@@ -114,21 +118,17 @@ function handle(req: WorkerRequest): { value: WorkerResponse; transfer: ArrayBuf
     return { value: { data: req.data, parts }, transfer: [req.data.buffer as ArrayBuffer, ...parts.map((p) => p.hashes.buffer as ArrayBuffer)] }
   }
   const key = req.key ? Buffer.from(req.key) : undefined
-  const encoded = req.items.map((item) => encodeChunk(req.data.subarray(item.offset, item.offset + item.length), item.sid, { level: req.level, base: item.base, key }))
-  const total = encoded.reduce((n, e) => n + e.data.length, 0)
-  if (total >= req.packMin) {
-    const data = new Uint8Array(total)
-    let offset = 0
-    const blobs = encoded.map((e) => {
-      data.set(e.data, offset)
-      offset += e.data.length
-      return { codec: e.codec, offset: offset - e.data.length, length: e.data.length }
-    })
-    const id = createHash('sha256').update(data).digest('hex')
-    return { value: { pack: { id, data, blobs } }, transfer: [data.buffer] }
-  }
-  const blobs = encoded.map((e) => ({ codec: e.codec, data: new Uint8Array(e.data) }))
-  return { value: { blobs }, transfer: blobs.map((b) => b.data.buffer as ArrayBuffer) }
+  const out = Buffer.allocUnsafeSlow(req.items.reduce((n, item) => n + encodeBound(item.length), 0))
+  let offset = 0
+  const blobs = req.items.map((item) => {
+    const plain = req.data.subarray(item.offset, item.offset + item.length)
+    const { codec, length } = encoder.encodeInto(plain, item.sid, { level: req.level, base: item.base, key }, out, offset)
+    offset += length
+    return { codec, offset: offset - length, length }
+  })
+  const data = out.subarray(0, offset)
+  const id = offset >= req.packMin ? createHash('sha256').update(data).digest('hex') : undefined
+  return { value: { data, blobs, ...(id ? { id } : {}) }, transfer: [out.buffer] }
 }
 
 parentPort?.on('message', (req: WorkerRequest) => {
