@@ -2,8 +2,9 @@
 import { createHash, randomFillSync } from 'node:crypto'
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs'
 import { parentPort } from 'node:worker_threads'
+import { BufferLru } from '../core/lru.js'
 import { Chunker, type ChunkerParams } from './chunker.js'
-import { ChunkEncoder, encodeBound, sha256 } from './codec.js'
+import { ChunkDecodeError, ChunkEncoder, decodeChunk, encodeBound, sha256 } from './codec.js'
 
 /** One file's region of a chunk request's buffer: data[start, start+length) is filled, then `read` appends. */
 export interface ChunkPart {
@@ -42,7 +43,20 @@ export interface EncodeItem {
   offset: number // into `data`
   length: number
   sid: string
-  base?: Uint8Array
+  /** Index of this chunk's delta base in `EncodeRequest.bases`. */
+  base?: number
+}
+/**
+ * A delta base as the store holds it (encoded: about a fifth of its plaintext to pass over), at
+ * bases.data[offset, offset+length). The worker decodes and verifies it before using it.
+ */
+export interface BaseChunk {
+  sid: string
+  pack: string
+  codec: number
+  size: number
+  offset: number
+  length: number
 }
 export interface EncodeRequest {
   op: 'encode'
@@ -50,6 +64,7 @@ export interface EncodeRequest {
   items: EncodeItem[]
   level: number
   key?: Uint8Array
+  bases?: { data: Uint8Array; chunks: BaseChunk[] }
   /** When the encoded chunks add up to at least this many bytes, return them as one finished pack. */
   packMin: number
 }
@@ -59,6 +74,8 @@ export interface EncodeRequest {
  * otherwise the packer groups them with others.
  */
 export interface EncodeResponse {
+  /** The request's data, handed back for reuse. */
+  source: Uint8Array
   data: Uint8Array
   blobs: { codec: number; offset: number; length: number }[]
   id?: string
@@ -77,22 +94,53 @@ const encoder = new ChunkEncoder()
   new Chunker().split(warm, warm.length, true)
 }
 
-class SourceChanged extends Error {}
+/** A failure the main thread turns into a ZosError with this code. */
+class CodedError extends Error {
+  constructor(
+    readonly code: 'SOURCE_CHANGED' | 'CHUNK_TAMPERED',
+    message: string,
+  ) {
+    super(message)
+  }
+}
 
 /** Fills data[at, at+length) from a local file, checking that the file still has the size it was walked with. */
 function readInto(data: Uint8Array, at: number, read: LocalRead): void {
   const fd = openSync(read.path, constants.O_RDONLY | constants.O_NOFOLLOW)
   try {
-    if (fstatSync(fd).size !== read.fileSize) throw new SourceChanged(`${read.path} changed size while it was being packed`)
+    if (fstatSync(fd).size !== read.fileSize) throw new CodedError('SOURCE_CHANGED', `${read.path} changed size while it was being packed`)
     let done = 0
     while (done < read.length) {
       const n = readSync(fd, data, at + done, read.length - done, read.offset + done)
-      if (n === 0) throw new SourceChanged(`${read.path} shrank while it was being packed`)
+      if (n === 0) throw new CodedError('SOURCE_CHANGED', `${read.path} shrank while it was being packed`)
       done += n
     }
   } finally {
     closeSync(fd)
   }
+}
+
+/**
+ * Decoded delta bases, by sid (keyed ids of encrypted flists never collide with plain ones): successive versions
+ * of a file keep deltas against the same old chunks, so a pool shared by several packs decodes each once.
+ */
+const decodedBases = new BufferLru(32 * 1024 * 1024)
+
+/** Decodes and verifies the delta bases of an encode request. */
+function decodeBases(bases: EncodeRequest['bases'], key: Buffer | undefined): Buffer[] {
+  if (!bases) return []
+  return bases.chunks.map((b) => {
+    const cached = decodedBases.get(b.sid)
+    if (cached) return cached
+    try {
+      const plain = decodeChunk({ data: bases.data.subarray(b.offset, b.offset + b.length), codec: b.codec, size: b.size, sid: b.sid, key })
+      decodedBases.set(b.sid, plain)
+      return plain
+    } catch (err) {
+      if (err instanceof ChunkDecodeError) throw new CodedError('CHUNK_TAMPERED', `delta base ${b.sid} in pack ${b.pack}: ${err.message}`)
+      throw err
+    }
+  })
 }
 
 function handle(req: WorkerRequest): { value: WorkerResponse; transfer: ArrayBuffer[] } {
@@ -118,17 +166,18 @@ function handle(req: WorkerRequest): { value: WorkerResponse; transfer: ArrayBuf
     return { value: { data: req.data, parts }, transfer: [req.data.buffer as ArrayBuffer, ...parts.map((p) => p.hashes.buffer as ArrayBuffer)] }
   }
   const key = req.key ? Buffer.from(req.key) : undefined
+  const bases = decodeBases(req.bases, key)
   const out = Buffer.allocUnsafeSlow(req.items.reduce((n, item) => n + encodeBound(item.length), 0))
   let offset = 0
   const blobs = req.items.map((item) => {
     const plain = req.data.subarray(item.offset, item.offset + item.length)
-    const { codec, length } = encoder.encodeInto(plain, item.sid, { level: req.level, base: item.base, key }, out, offset)
+    const { codec, length } = encoder.encodeInto(plain, item.sid, { level: req.level, base: item.base === undefined ? undefined : bases[item.base], key }, out, offset)
     offset += length
     return { codec, offset: offset - length, length }
   })
   const data = out.subarray(0, offset)
   const id = offset >= req.packMin ? createHash('sha256').update(data).digest('hex') : undefined
-  return { value: { data, blobs, ...(id ? { id } : {}) }, transfer: [out.buffer] }
+  return { value: { source: req.data, data, blobs, ...(id ? { id } : {}) }, transfer: [req.data.buffer as ArrayBuffer, out.buffer] }
 }
 
 parentPort?.on('message', (req: WorkerRequest) => {
@@ -136,6 +185,6 @@ parentPort?.on('message', (req: WorkerRequest) => {
     const { value, transfer } = handle(req)
     parentPort!.postMessage({ ok: true, value }, transfer)
   } catch (err) {
-    parentPort!.postMessage({ ok: false, error: err instanceof Error ? err.message : String(err), ...(err instanceof SourceChanged ? { code: 'SOURCE_CHANGED' } : {}) })
+    parentPort!.postMessage({ ok: false, error: err instanceof Error ? err.message : String(err), ...(err instanceof CodedError ? { code: err.code } : {}) })
   }
 })
