@@ -13,7 +13,7 @@ import Database from 'better-sqlite3'
 import { ZosError, errorMessage, zerr } from '../core/errors.js'
 import { coalesce, isPackId, splitSpan, type CoalesceOptions, type Span } from './coalesce.js'
 import { DEFAULT_MAX_OPEN, FdCache } from './fdcache.js'
-import type { ChunkLocation, PackRange, StoreStats, WritableStore } from './types.js'
+import type { ChunkLocation, PackRange, PutPackOptions, StoreStats, WritableStore } from './types.js'
 
 /** Version of the index.db schema this code writes (PRAGMA user_version). */
 export const INDEX_SCHEMA_VERSION = 1
@@ -268,13 +268,15 @@ export class DirStore implements WritableStore {
     return found
   }
 
-  async putPack(pack: string, data: Buffer, chunks: readonly ChunkLocation[]): Promise<void> {
+  async putPack(pack: string, data: Buffer, chunks: readonly ChunkLocation[], options: PutPackOptions = {}): Promise<void> {
     this.checkOpen()
     if (!isPackId(pack)) throw zerr('INVALID_ARGUMENT', `pack id must be 64 lowercase hex characters, got ${JSON.stringify(pack)}`)
     if (!Buffer.isBuffer(data)) throw zerr('INVALID_ARGUMENT', `pack ${pack}: data must be a Buffer`)
-    const actual = createHash('sha256').update(data).digest('hex')
-    if (actual !== pack) {
-      throw zerr('CHUNK_TAMPERED', `pack data hashes to ${actual}, not to its claimed id ${pack}; nothing was written`, { pack, actual })
+    if (options.idComputed !== true) {
+      const actual = createHash('sha256').update(data).digest('hex')
+      if (actual !== pack) {
+        throw zerr('CHUNK_TAMPERED', `pack data hashes to ${actual}, not to its claimed id ${pack}; nothing was written`, { pack, actual })
+      }
     }
     if (!Array.isArray(chunks)) throw zerr('INVALID_ARGUMENT', `pack ${pack}: chunks must be an array`)
     chunks.forEach((c, i) => checkChunk(c, pack, data.length, i))
