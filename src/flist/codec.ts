@@ -6,7 +6,7 @@
 // key HMAC-SHA256(K, "zos-chunk-key-v1" || sid), a random nonce and the sid as AAD, where the store id
 // sid = HMAC-SHA256(K, "zos-chunk-id-v1" || sha256(plaintext)).
 // Decoding always ends with sha256(plaintext) == chunk hash: bytes that do not match are never returned.
-import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHmac, hash, randomBytes } from 'node:crypto'
 import { Decompressor } from 'zstd-napi'
 import zstd from 'zstd-napi/binding.js'
 
@@ -28,7 +28,7 @@ export function storeId(hash: Uint8Array, key: Buffer | undefined): string {
 }
 
 export function sha256(data: Uint8Array): Buffer {
-  return createHash('sha256').update(data).digest()
+  return hash('sha256', data, 'buffer') // one call: no Hash object per chunk
 }
 
 // Keyed by the store id (not the plaintext hash) so that a chunk can be decoded, and verified, from what the

@@ -213,12 +213,32 @@ export class ChunkPipeline {
   }
 
   async openFile(ino: number, path: string): Promise<FileState> {
-    const hintKey = this.hintKey(path)
-    const oldSids = this.o.delta ? ((await this.o.store.getPathHint(hintKey)) ?? []) : []
-    return {
-      ino, path, hintKey, oldSids, oldIndex: new Map(oldSids.map((s, i) => [s, i] as const)),
-      sids: [], extents: [], fileOffset: 0, carry: new Uint8Array(0),
+    return (await this.openFiles([{ ino, path }]))[0]!
+  }
+
+  /** FileStates for several files, with their path hints from one store query. */
+  async openFiles(files: readonly { ino: number; path: string }[]): Promise<FileState[]> {
+    const keys = files.map((f) => this.hintKey(f.path))
+    const store = this.o.store
+    let hints: Map<string, string[]> | undefined
+    if (this.o.delta) {
+      if (store.getPathHints) hints = await store.getPathHints(keys)
+      else {
+        hints = new Map()
+        for (const k of keys) {
+          const sids = await store.getPathHint(k)
+          if (sids) hints.set(k, sids)
+        }
+      }
     }
+    return files.map((f, i) => {
+      const hintKey = keys[i]!
+      const oldSids = hints?.get(hintKey) ?? []
+      return {
+        ino: f.ino, path: f.path, hintKey, oldSids, oldIndex: new Map(oldSids.map((s, j) => [s, j] as const)),
+        sids: [], extents: [], fileOffset: 0, carry: new Uint8Array(0),
+      }
+    })
   }
 
   /** Registers a chunk the store already has (and, for a delta, its base) as rows of this flist. */

@@ -148,22 +148,28 @@ function handle(req: WorkerRequest): { value: WorkerResponse; transfer: ArrayBuf
     const key = JSON.stringify(req.params)
     let chunker = chunkers.get(key)
     if (!chunker) chunkers.set(key, (chunker = new Chunker(req.params)))
-    const parts = req.parts.map((part): ChunkedPart => {
+    const cut = req.parts.map((part) => {
       let length = part.length
       if (part.read) {
         readInto(req.data, part.start + length, part.read)
         length += part.read.length
       }
-      const { lengths, consumed } = chunker.split(req.data, part.start + length, part.final, part.start)
-      const hashes = new Uint8Array(lengths.length * 32)
-      let pos = part.start
-      lengths.forEach((n, i) => {
-        hashes.set(sha256(req.data.subarray(pos, pos + n)), i * 32)
-        pos += n
-      })
-      return { length, lengths, hashes, consumed }
+      return { length, ...chunker!.split(req.data, part.start + length, part.final, part.start) }
     })
-    return { value: { data: req.data, parts }, transfer: [req.data.buffer as ArrayBuffer, ...parts.map((p) => p.hashes.buffer as ArrayBuffer)] }
+    // One hash buffer for the whole batch: an ArrayBuffer per file costs more than its 32 bytes.
+    const hashes = new Uint8Array(cut.reduce((n, c) => n + c.lengths.length, 0) * 32)
+    let at = 0
+    const parts = cut.map(({ length, lengths, consumed }, p): ChunkedPart => {
+      const mine = hashes.subarray(at * 32, (at + lengths.length) * 32)
+      let pos = req.parts[p]!.start
+      for (let i = 0; i < lengths.length; i++) {
+        mine.set(sha256(req.data.subarray(pos, pos + lengths[i]!)), i * 32)
+        pos += lengths[i]!
+      }
+      at += lengths.length
+      return { length, lengths, hashes: mine, consumed }
+    })
+    return { value: { data: req.data, parts }, transfer: [req.data.buffer as ArrayBuffer, hashes.buffer] }
   }
   const key = req.key ? Buffer.from(req.key) : undefined
   const bases = decodeBases(req.bases, key)

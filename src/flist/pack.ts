@@ -171,7 +171,7 @@ export async function pack(options: PackOptions): Promise<PackResult> {
   let batch: { ino: number; entry: SourceEntry }[] = []
   let batchBytes = 0
   async function packBatch(files: { ino: number; entry: SourceEntry }[]): Promise<void> {
-    const states = await Promise.all(files.map((x) => pipeline.openFile(x.ino, x.entry.path)))
+    const states = await pipeline.openFiles(files.map((x) => ({ ino: x.ino, path: x.entry.path })))
     const data = pipeline.takeBuffer(files.reduce((n, x) => n + x.entry.size, 0)) // the worker fills all of it
     let start = 0
     const parts = files.map((x, i) => {

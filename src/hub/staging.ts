@@ -59,6 +59,15 @@ export class StagingStore implements WritableStore {
     return this.hints.get(key) ?? this.main.getPathHint(key)
   }
 
+  async getPathHints(keys: readonly string[]): Promise<Map<string, string[]>> {
+    const found = await this.main.getPathHints(keys.filter((k) => !this.hints.has(k)))
+    for (const k of keys) {
+      const mine = this.hints.get(k)
+      if (mine) found.set(k, mine)
+    }
+    return found
+  }
+
   async setPathHints(hints: ReadonlyMap<string, readonly string[]>): Promise<void> {
     for (const [k, v] of hints) this.hints.set(k, [...v])
   }

@@ -58,6 +58,17 @@ function checkChunk(c: ChunkLocation, pack: string, packSize: number, i: number)
   }
 }
 
+/** A stored hint's sids; a damaged hint is only a lost optimisation. */
+function parseHint(text: string): string[] | undefined {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  return Array.isArray(parsed) && parsed.every((s) => typeof s === 'string') ? (parsed as string[]) : undefined
+}
+
 function rowToLocation(r: ChunkRow): ChunkLocation {
   const loc: ChunkLocation = { sid: r.sid, pack: r.pack, offset: r.offset, length: r.length, size: r.size, codec: r.codec }
   return r.base === null ? loc : { ...loc, base: r.base }
@@ -329,14 +340,22 @@ export class DirStore implements WritableStore {
   async getPathHint(key: string): Promise<string[] | undefined> {
     if (typeof key !== 'string') throw zerr('INVALID_ARGUMENT', 'a path hint key must be a string')
     const row = this.stmt('SELECT sids FROM hints WHERE key = ?').get(key) as { sids: string } | undefined
-    if (!row) return undefined
-    let parsed: unknown
-    try {
-      parsed = JSON.parse(row.sids)
-    } catch {
-      return undefined // a damaged hint is only a lost optimisation
+    return row ? parseHint(row.sids) : undefined
+  }
+
+  async getPathHints(keys: readonly string[]): Promise<Map<string, string[]>> {
+    const found = new Map<string, string[]>()
+    const unique = [...new Set(keys)]
+    for (const key of unique) if (typeof key !== 'string') throw zerr('INVALID_ARGUMENT', 'a path hint key must be a string')
+    for (let i = 0; i < unique.length; i += LOOKUP_BATCH) {
+      const batch = unique.slice(i, i + LOOKUP_BATCH)
+      const rows = this.stmt(`SELECT key, sids FROM hints WHERE key IN (${batch.map(() => '?').join(',')})`).all(...batch) as { key: string; sids: string }[]
+      for (const r of rows) {
+        const sids = parseHint(r.sids)
+        if (sids) found.set(r.key, sids)
+      }
     }
-    return Array.isArray(parsed) && parsed.every((s) => typeof s === 'string') ? (parsed as string[]) : undefined
+    return found
   }
 
   async setPathHints(hints: ReadonlyMap<string, readonly string[]>): Promise<void> {

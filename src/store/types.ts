@@ -64,6 +64,8 @@ export interface WritableStore extends Store {
   putPack(pack: string, data: Buffer, chunks: readonly ChunkLocation[], options?: PutPackOptions): Promise<void>
   /** Delta hints: the sids a path had the last time it was packed into this store (key is opaque). */
   getPathHint(key: string): Promise<string[] | undefined>
+  /** getPathHint for many keys in one call (one index query per few hundred keys); absent keys are left out. */
+  getPathHints?(keys: readonly string[]): Promise<Map<string, string[]>>
   setPathHints(hints: ReadonlyMap<string, readonly string[]>): Promise<void>
   stats(): Promise<StoreStats>
 }
