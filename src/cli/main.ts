@@ -3,22 +3,6 @@
 // subsystem lazily inside actions, so `zos --help` stays fast. Errors are caught once, here.
 import { Command, CommanderError } from 'commander'
 import { ZosError, errorMessage } from '../core/errors.js'
-import { registerFlist } from './flist.js'
-import { registerKey } from './key.js'
-import { registerStore } from './store.js'
-import { registerLedger } from './ledger.js'
-import { registerTwin } from './twin.js'
-import { registerFarm } from './farm.js'
-import { registerNode } from './node.js'
-import { registerContract } from './contract.js'
-import { registerToken } from './token.js'
-import { registerCouncil } from './council.js'
-import { registerRelay } from './relay.js'
-import { registerRmb } from './rmb.js'
-import { registerDeploy } from './deploy.js'
-import { registerDeployment } from './deployment.js'
-import { registerHub } from './hub.js'
-import { registerGrid } from './grid.js'
 import { applyGridContext } from '../grid/context.js'
 
 const [major] = process.versions.node.split('.').map(Number)
@@ -27,7 +11,33 @@ if ((major ?? 0) < 20) {
   process.exit(1)
 }
 
-export function buildProgram(): Command {
+type Register = (program: Command) => void
+
+/** Command groups, each in its own module, in help order. */
+const GROUPS: Record<string, () => Promise<Register>> = {
+  flist: async () => (await import('./flist.js')).registerFlist,
+  key: async () => (await import('./key.js')).registerKey,
+  store: async () => (await import('./store.js')).registerStore,
+  ledger: async () => (await import('./ledger.js')).registerLedger,
+  twin: async () => (await import('./twin.js')).registerTwin,
+  farm: async () => (await import('./farm.js')).registerFarm,
+  node: async () => (await import('./node.js')).registerNode,
+  contract: async () => (await import('./contract.js')).registerContract,
+  token: async () => (await import('./token.js')).registerToken,
+  council: async () => (await import('./council.js')).registerCouncil,
+  relay: async () => (await import('./relay.js')).registerRelay,
+  rmb: async () => (await import('./rmb.js')).registerRmb,
+  deploy: async () => (await import('./deploy.js')).registerDeploy,
+  deployment: async () => (await import('./deployment.js')).registerDeployment,
+  hub: async () => (await import('./hub.js')).registerHub,
+  grid: async () => (await import('./grid.js')).registerGrid,
+}
+
+/**
+ * The program with the command group named in `argv` (only that group's module is loaded: `zos flist pack`
+ * does not load the ledger's), or with every group for help, the version and unknown commands.
+ */
+export async function buildProgram(argv: readonly string[] = process.argv): Promise<Command> {
   const program = new Command('zos')
     .description('Zero-OS in TypeScript: verified flists, signed IT contracts, stateless nodes')
     .version('0.1.0')
@@ -35,29 +45,16 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     // Before any command is added: subcommands copy these settings when they are created.
     .exitOverride()
-  registerFlist(program)
-  registerKey(program)
-  registerStore(program)
-  registerLedger(program)
-  registerTwin(program)
-  registerFarm(program)
-  registerNode(program)
-  registerContract(program)
-  registerToken(program)
-  registerCouncil(program)
-  registerRelay(program)
-  registerRmb(program)
-  registerDeploy(program)
-  registerDeployment(program)
-  registerHub(program)
-  registerGrid(program)
+  const first = argv.slice(2).find((a) => !a.startsWith('-'))
+  const names = first !== undefined && Object.hasOwn(GROUPS, first) ? [first] : Object.keys(GROUPS)
+  for (const register of await Promise.all(names.map((n) => GROUPS[n]!()))) register(program)
   return program
 }
 
 async function main(): Promise<void> {
   // The current local grid (if any) supplies default ledger, hub and key: see src/grid/context.ts.
   applyGridContext()
-  const program = buildProgram()
+  const program = await buildProgram()
   try {
     await program.parseAsync(process.argv)
   } catch (err) {

@@ -6,8 +6,9 @@
 // key HMAC-SHA256(K, "zos-chunk-key-v1" || sid), a random nonce and the sid as AAD, where the store id
 // sid = HMAC-SHA256(K, "zos-chunk-id-v1" || sha256(plaintext)).
 // Decoding always ends with sha256(plaintext) == chunk hash: bytes that do not match are never returned.
-import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto'
-import { Compressor, Decompressor } from 'zstd-napi'
+import { createCipheriv, createDecipheriv, createHmac, hash, randomBytes } from 'node:crypto'
+import { Decompressor } from 'zstd-napi'
+import zstd from 'zstd-napi/binding.js'
 
 export const CODEC_RAW = 0
 export const CODEC_ZSTD = 1
@@ -27,7 +28,7 @@ export function storeId(hash: Uint8Array, key: Buffer | undefined): string {
 }
 
 export function sha256(data: Uint8Array): Buffer {
-  return createHash('sha256').update(data).digest()
+  return hash('sha256', data, 'buffer') // one call: no Hash object per chunk
 }
 
 // Keyed by the store id (not the plaintext hash) so that a chunk can be decoded, and verified, from what the
@@ -49,41 +50,85 @@ export interface Encoded {
   data: Buffer
 }
 
-/** Compressors are reused per thread: creating one per chunk costs more than compressing a 64 KiB chunk. */
-const compressors = new Map<number, Compressor>()
-function compressor(level: number): Compressor {
-  let c = compressors.get(level)
-  if (!c) {
-    c = new Compressor()
-    c.setParameters({ compressionLevel: level })
-    compressors.set(level, c)
-  }
-  return c
-}
-const decompressor = new Decompressor()
+/** Bytes of encryption overhead per chunk: nonce(12) and tag(16). */
+const SEAL_OVERHEAD = 28
+/** The first bytes of a formatted zstd dictionary (ZSTD_MAGIC_DICTIONARY, little endian). */
+const DICT_MAGIC = 0xec30a437
 
-/** Encodes one chunk. A delta is only kept when it is smaller than both the raw and the zstd encoding. */
-export function encodeChunk(plain: Uint8Array, sid: string, options: EncodeOptions): Encoded {
-  let best: Encoded = { codec: CODEC_RAW, data: Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength) }
-  if (options.base) {
-    const delta = new Compressor()
-    delta.setParameters({ compressionLevel: options.level })
-    delta.loadDictionary(options.base)
-    const d = delta.compress(plain)
-    if (d.length < best.data.length) best = { codec: CODEC_ZSTD_DELTA, data: d }
-  }
-  // A good delta (under 1/8 of the plaintext) is kept without trying plain zstd, which rarely gets there.
-  if (best.codec !== CODEC_ZSTD_DELTA || best.data.length * 8 > plain.length) {
-    const z = compressor(options.level).compress(plain)
-    if (z.length < best.data.length) best = { codec: CODEC_ZSTD, data: z }
-  }
-  if (!options.key) return best
-  const nonce = randomBytes(12)
-  const cipher = createCipheriv('aes-256-gcm', chunkKey(options.key, sid), nonce)
-  cipher.setAAD(Buffer.from(sid, 'hex'))
-  const ct = Buffer.concat([nonce, cipher.update(best.data), cipher.final(), cipher.getAuthTag()])
-  return { codec: best.codec, data: ct }
+/** Room `ChunkEncoder.encodeInto` may need for a chunk of `size` plaintext bytes. */
+export function encodeBound(size: number): number {
+  return zstd.compressBound(size) + SEAL_OVERHEAD
 }
+
+/**
+ * Encodes chunks into caller-provided space. One per thread: it keeps one zstd context for every chunk,
+ * plain or delta (a context per chunk, or a dictionary loaded into a fresh one, costs more than compressing
+ * the chunk: 10x slower deltas).
+ */
+export class ChunkEncoder {
+  private readonly cctx = new zstd.CCtx()
+  private scratch = Buffer.allocUnsafe(0)
+
+  /**
+   * Writes the encoding of `plain` into out[at…] (which must have `encodeBound(plain.length)` bytes free) and
+   * returns its codec and length. A delta is only kept when it is smaller than both the raw and the zstd
+   * encoding.
+   */
+  encodeInto(plain: Uint8Array, sid: string, options: EncodeOptions, out: Buffer, at: number): { codec: Codec; length: number } {
+    const bound = zstd.compressBound(plain.length)
+    if (this.scratch.length < bound) this.scratch = Buffer.allocUnsafe(Math.max(bound, 320 * 1024))
+    // The base is loaded as raw content. A base that starts like a formatted zstd dictionary would be parsed as
+    // one (by us and by readers), so it is not used.
+    const base = options.base && options.base.length >= 8 && readU32(options.base) !== DICT_MAGIC ? options.base : undefined
+    const dst = options.key ? this.scratch : out.subarray(at, at + bound)
+    let codec: Codec = CODEC_RAW
+    let length = plain.length
+    if (base) {
+      const n = this.cctx.compressUsingDict(dst, plain, base, options.level)
+      if (n < length) {
+        codec = CODEC_ZSTD_DELTA
+        length = n
+      }
+    }
+    // A good delta (under 1/8 of the plaintext) is kept without trying plain zstd, which rarely gets there.
+    if (codec !== CODEC_ZSTD_DELTA || length * 8 > plain.length) {
+      const into = codec === CODEC_RAW ? dst : options.key ? out.subarray(at, at + bound) : this.scratch
+      const n = this.cctx.compress(into, plain, options.level)
+      if (n < length) {
+        if (into !== dst) into.copy(dst, 0, 0, n)
+        codec = CODEC_ZSTD
+        length = n
+      }
+    }
+    if (codec === CODEC_RAW) dst.set(plain)
+    if (!options.key) return { codec, length }
+    // Encrypted: dst is the scratch buffer; seal it into out.
+    const nonce = randomBytes(12)
+    const cipher = createCipheriv('aes-256-gcm', chunkKey(options.key, sid), nonce)
+    cipher.setAAD(Buffer.from(sid, 'hex'))
+    nonce.copy(out, at)
+    let n = 12
+    n += cipher.update(dst.subarray(0, length)).copy(out, at + n)
+    n += cipher.final().copy(out, at + n)
+    n += cipher.getAuthTag().copy(out, at + n)
+    return { codec, length: n }
+  }
+}
+
+function readU32(b: Uint8Array): number {
+  return (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0
+}
+
+let sharedEncoder: ChunkEncoder | undefined
+
+/** Encodes one chunk (see ChunkEncoder.encodeInto). */
+export function encodeChunk(plain: Uint8Array, sid: string, options: EncodeOptions): Encoded {
+  const out = Buffer.allocUnsafe(encodeBound(plain.length))
+  const { codec, length } = (sharedEncoder ??= new ChunkEncoder()).encodeInto(plain, sid, options, out, 0)
+  return { codec, data: out.subarray(0, length) }
+}
+
+const decompressor = new Decompressor()
 
 export class ChunkDecodeError extends Error {
   constructor(

@@ -9,7 +9,7 @@ import type { WorkerPool } from '../core/worker-pool.js'
 import type { ChunkLocation, WritableStore } from '../store/types.js'
 import type { ChunkerParams } from './chunker.js'
 import { CODEC_ZSTD_DELTA, ChunkDecodeError, decodeChunk, sha256, storeId } from './codec.js'
-import type { ChunkPart, ChunkResponse, EncodeItem, EncodeResponse, LocalRead, WorkerRequest, WorkerResponse } from './pack-worker.js'
+import type { BaseChunk, ChunkPart, ChunkResponse, EncodeRequest, EncodeResponse, LocalRead, WorkerRequest, WorkerResponse } from './pack-worker.js'
 import type { FlistWriter } from './writer.js'
 
 /** What the packer knows about one file while its chunks are produced. */
@@ -96,7 +96,8 @@ class PackBuilder {
   }
 
   private track(pack: string, data: Buffer, blobs: readonly Omit<PendingBlob, 'data'>[], locations: readonly ChunkLocation[]): void {
-    const p = this.store.putPack(pack, data, locations).then(() => {
+    // Named here (flush) or by a worker of this packer: the store need not hash the pack again.
+    const p = this.store.putPack(pack, data, locations, { idComputed: true }).then(() => {
       this.packs++
       this.storedBytes += data.length
       blobs.forEach((b, i) => {
@@ -119,6 +120,52 @@ class PackBuilder {
   }
 }
 
+/**
+ * Batch buffers, reused: a fresh 8 MiB buffer costs ~2,000 page faults (and the kernel zeroing each page) when
+ * the worker first reads into it, more than the read itself. A buffer goes to a worker and comes back with
+ * the answer (transferred both ways, never copied).
+ */
+class BufferRecycler {
+  private readonly free: ArrayBuffer[] = []
+
+  constructor(
+    readonly capacity: number,
+    private readonly keep: number,
+  ) {}
+
+  /** A buffer of exactly `size` bytes, not zero-filled. */
+  take(size: number): Buffer {
+    const i = this.free.findIndex((b) => b.byteLength >= size)
+    if (i >= 0) return Buffer.from(this.free.splice(i, 1)[0]!, 0, size)
+    return Buffer.from(Buffer.allocUnsafeSlow(Math.max(size, this.capacity)).buffer, 0, size)
+  }
+
+  give(buffer: ArrayBuffer): void {
+    if (buffer.byteLength >= this.capacity && this.free.length < this.keep) this.free.push(buffer)
+  }
+}
+
+/** One recycler per worker pool: a pool shared by several packs (`PackOptions.pool`) keeps its buffers warm. */
+const recyclers = new WeakMap<object, BufferRecycler>()
+function recyclerOf(pool: WorkerPool<WorkerRequest, WorkerResponse>, capacity: number): BufferRecycler {
+  let r = recyclers.get(pool)
+  if (!r || r.capacity !== capacity) recyclers.set(pool, (r = new BufferRecycler(capacity, pool.size * 2 + 2)))
+  return r
+}
+
+/** A new chunk of a batch, to encode. */
+interface Item {
+  file: FileState
+  idx: number
+  offset: number // into the batch buffer
+  length: number
+  sid: string
+  hash: Buffer
+  id: number
+  baseSid?: string
+  baseLoc?: ChunkLocation
+}
+
 export interface PipelineOptions {
   pool: WorkerPool<WorkerRequest, WorkerResponse>
   store: WritableStore
@@ -128,6 +175,8 @@ export interface PipelineOptions {
   key: Buffer | undefined
   delta: boolean
   packSize: number
+  /** Size of the batch buffers to reuse (the largest batch or segment the packer makes). */
+  bufferSize: number
 }
 
 export class ChunkPipeline {
@@ -136,9 +185,16 @@ export class ChunkPipeline {
   readonly chunkIds = new Map<string, number>()
   private readonly packs: PackBuilder
   private readonly bases = new BufferLru(64 * 1024 * 1024)
+  private readonly buffers: BufferRecycler
 
   constructor(private readonly o: PipelineOptions) {
     this.packs = new PackBuilder(o.store, o.writer, o.packSize)
+    this.buffers = recyclerOf(o.pool, o.bufferSize)
+  }
+
+  /** A buffer for runBatch (which takes it over), of `size` bytes, not zero-filled. */
+  takeBuffer(size: number): Buffer {
+    return this.buffers.take(size)
   }
 
   get packCount(): number {
@@ -157,12 +213,32 @@ export class ChunkPipeline {
   }
 
   async openFile(ino: number, path: string): Promise<FileState> {
-    const hintKey = this.hintKey(path)
-    const oldSids = this.o.delta ? ((await this.o.store.getPathHint(hintKey)) ?? []) : []
-    return {
-      ino, path, hintKey, oldSids, oldIndex: new Map(oldSids.map((s, i) => [s, i] as const)),
-      sids: [], extents: [], fileOffset: 0, carry: new Uint8Array(0),
+    return (await this.openFiles([{ ino, path }]))[0]!
+  }
+
+  /** FileStates for several files, with their path hints from one store query. */
+  async openFiles(files: readonly { ino: number; path: string }[]): Promise<FileState[]> {
+    const keys = files.map((f) => this.hintKey(f.path))
+    const store = this.o.store
+    let hints: Map<string, string[]> | undefined
+    if (this.o.delta) {
+      if (store.getPathHints) hints = await store.getPathHints(keys)
+      else {
+        hints = new Map()
+        for (const k of keys) {
+          const sids = await store.getPathHint(k)
+          if (sids) hints.set(k, sids)
+        }
+      }
     }
+    return files.map((f, i) => {
+      const hintKey = keys[i]!
+      const oldSids = hints?.get(hintKey) ?? []
+      return {
+        ino: f.ino, path: f.path, hintKey, oldSids, oldIndex: new Map(oldSids.map((s, j) => [s, j] as const)),
+        sids: [], extents: [], fileOffset: 0, carry: new Uint8Array(0),
+      }
+    })
   }
 
   /** Registers a chunk the store already has (and, for a delta, its base) as rows of this flist. */
@@ -185,7 +261,7 @@ export class ChunkPipeline {
     return id
   }
 
-  /** Reads and verifies a full chunk from the store (delta bases). */
+  /** Reads and verifies a full chunk from the store (for the plaintext hash of a chunk of an encrypted flist). */
   private async fetchPlain(loc: ChunkLocation): Promise<Buffer> {
     const cached = this.bases.get(loc.sid)
     if (cached) return cached
@@ -211,7 +287,6 @@ export class ChunkPipeline {
     const res = (await pool.run({ op: 'chunk', params: chunker, data, parts: request }, [data.buffer as ArrayBuffer])) as ChunkResponse
     const buf = res.data
 
-    type Item = EncodeItem & { file: FileState; idx: number; hash: Buffer; id: number; baseSid?: string }
     const fresh: { file: FileState; idx: number; sid: string; hash: Buffer; offset: number; length: number }[] = []
     const firsts: number[] = []
     parts.forEach((part, p) => {
@@ -255,21 +330,25 @@ export class ChunkPipeline {
       const f = part.file
       for (let c = firsts[p]!; c < f.sids.length; c++) f.extents[c]!.chunk = this.chunkIds.get(f.sids[c]!)!
       // Keep the unconsumed tail for the file's next segment (copied: the buffer moves to a worker).
-      f.carry = buf.slice(part.start + r.consumed, part.start + r.length)
+      f.carry = Uint8Array.prototype.slice.call(buf, part.start + r.consumed, part.start + r.length)
       f.fileOffset += r.consumed
     })
-    if (items.length === 0) return
-    const enc = (await pool.run(
-      {
-        op: 'encode',
-        data: buf,
-        items: items.map(({ offset, length, sid, base }) => ({ offset, length, sid, ...(base ? { base } : {}) })),
-        level: this.o.level,
-        ...(key ? { key: new Uint8Array(key) } : {}),
-        packMin: this.o.packSize / 2,
-      },
-      [buf.buffer as ArrayBuffer],
-    )) as EncodeResponse
+    if (items.length === 0) {
+      this.buffers.give(buf.buffer as ArrayBuffer)
+      return
+    }
+    const bases = await this.readBases(items)
+    const encode: EncodeRequest = {
+      op: 'encode',
+      data: buf,
+      items: items.map(({ offset, length, sid, baseSid }) => ({ offset, length, sid, ...(baseSid ? { base: bases.index.get(baseSid)! } : {}) })),
+      level: this.o.level,
+      ...(key ? { key: new Uint8Array(key) } : {}),
+      ...(bases.chunks.length ? { bases: { data: bases.data, chunks: bases.chunks } } : {}),
+      packMin: this.o.packSize / 2,
+    }
+    const enc = (await pool.run(encode, [buf.buffer as ArrayBuffer, ...(bases.chunks.length ? [bases.data.buffer as ArrayBuffer] : [])])) as EncodeResponse
+    this.buffers.give(enc.source.buffer as ArrayBuffer)
     const describe = (i: number, codec: number): Omit<PendingBlob, 'data'> => {
       const item = items[i]!
       if (codec === CODEC_ZSTD_DELTA) this.stats.deltaChunks++
@@ -279,10 +358,11 @@ export class ChunkPipeline {
         ...(codec === CODEC_ZSTD_DELTA ? { baseId: this.chunkIds.get(item.baseSid!)!, baseSid: item.baseSid! } : {}),
       }
     }
-    if ('pack' in enc) {
-      this.packs.addPack(enc.pack.id, enc.pack.data, enc.pack.blobs.map((b, i) => describe(i, b.codec)), enc.pack.blobs)
+    const blobs = enc.blobs.map((b, i) => describe(i, b.codec))
+    if (enc.id !== undefined) {
+      this.packs.addPack(enc.id, enc.data, blobs, enc.blobs)
     } else {
-      enc.blobs.forEach((blob, i) => this.packs.add({ ...describe(i, blob.codec), data: blob.data }))
+      enc.blobs.forEach((b, i) => this.packs.add({ ...blobs[i]!, data: enc.data.subarray(b.offset, b.offset + b.length) }))
     }
     await this.packs.settle(4)
   }
@@ -291,7 +371,7 @@ export class ChunkPipeline {
    * Delta bases: for each new chunk, the old version's chunk at the same distance from the last chunk both
    * versions share. A delta's base must be a full chunk, so an old delta chunk lends its own base.
    */
-  private async chooseBases(parts: readonly BatchPart[], firsts: readonly number[], itemAt: Map<FileState, Map<number, EncodeItem & { sid: string; baseSid?: string }>>, items: (EncodeItem & { sid: string; baseSid?: string })[]): Promise<void> {
+  private async chooseBases(parts: readonly BatchPart[], firsts: readonly number[], itemAt: Map<FileState, Map<number, Item>>, items: Item[]): Promise<void> {
     const wanted: string[] = []
     parts.forEach((part, p) => {
       const f = part.file
@@ -324,9 +404,34 @@ export class ChunkPipeline {
         continue
       }
       item.baseSid = loc.sid
-      item.base = await this.fetchPlain(loc)
+      item.baseLoc = loc
       await this.importStoreChunk(loc)
     }
+  }
+
+  /**
+   * The delta bases of a batch, read from the store in one call and passed to the worker encoded: the worker
+   * decodes and verifies them (decompressing and hashing them here would load the main thread).
+   */
+  private async readBases(items: readonly Item[]): Promise<{ data: Uint8Array; chunks: BaseChunk[]; index: Map<string, number> }> {
+    const index = new Map<string, number>()
+    const locs: ChunkLocation[] = []
+    for (const item of items) {
+      if (!item.baseLoc || index.has(item.baseLoc.sid)) continue
+      index.set(item.baseLoc.sid, locs.length)
+      locs.push(item.baseLoc)
+    }
+    if (locs.length === 0) return { data: new Uint8Array(0), chunks: [], index }
+    const encoded = await this.o.store.readRanges(locs)
+    const data = Buffer.allocUnsafeSlow(encoded.reduce((n, b) => n + b.length, 0))
+    let offset = 0
+    const chunks = locs.map((loc, i): BaseChunk => {
+      const b = encoded[i]!
+      b.copy(data, offset)
+      offset += b.length
+      return { sid: loc.sid, pack: loc.pack, codec: loc.codec, size: loc.size, offset: offset - b.length, length: b.length }
+    })
+    return { data, chunks, index }
   }
 
   async finish(): Promise<void> {

@@ -2,8 +2,9 @@
 import { createHash, randomFillSync } from 'node:crypto'
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs'
 import { parentPort } from 'node:worker_threads'
+import { BufferLru } from '../core/lru.js'
 import { Chunker, type ChunkerParams } from './chunker.js'
-import { encodeChunk, sha256 } from './codec.js'
+import { ChunkDecodeError, ChunkEncoder, decodeChunk, encodeBound, sha256 } from './codec.js'
 
 /** One file's region of a chunk request's buffer: data[start, start+length) is filled, then `read` appends. */
 export interface ChunkPart {
@@ -42,7 +43,20 @@ export interface EncodeItem {
   offset: number // into `data`
   length: number
   sid: string
-  base?: Uint8Array
+  /** Index of this chunk's delta base in `EncodeRequest.bases`. */
+  base?: number
+}
+/**
+ * A delta base as the store holds it (encoded: about a fifth of its plaintext to pass over), at
+ * bases.data[offset, offset+length). The worker decodes and verifies it before using it.
+ */
+export interface BaseChunk {
+  sid: string
+  pack: string
+  codec: number
+  size: number
+  offset: number
+  length: number
 }
 export interface EncodeRequest {
   op: 'encode'
@@ -50,21 +64,28 @@ export interface EncodeRequest {
   items: EncodeItem[]
   level: number
   key?: Uint8Array
+  bases?: { data: Uint8Array; chunks: BaseChunk[] }
   /** When the encoded chunks add up to at least this many bytes, return them as one finished pack. */
   packMin: number
 }
 /**
- * Either the encoded chunks one by one (the packer groups them), or, for a big enough batch, one pack already
- * assembled and named here, so that the main thread neither copies nor hashes it.
+ * The encoded chunks, back to back in one buffer. When they add up to at least `packMin` bytes the buffer is a
+ * finished pack and `id` is its name (computed here, so that the main thread neither copies nor hashes it);
+ * otherwise the packer groups them with others.
  */
-export type EncodeResponse =
-  | { blobs: { codec: number; data: Uint8Array }[] }
-  | { pack: { id: string; data: Uint8Array; blobs: { codec: number; offset: number; length: number }[] } }
+export interface EncodeResponse {
+  /** The request's data, handed back for reuse. */
+  source: Uint8Array
+  data: Uint8Array
+  blobs: { codec: number; offset: number; length: number }[]
+  id?: string
+}
 
 export type WorkerRequest = ChunkRequest | EncodeRequest
 export type WorkerResponse = ChunkResponse | EncodeResponse
 
 const chunkers = new Map<string, Chunker>()
+const encoder = new ChunkEncoder()
 
 // Warm the chunking loop so V8 optimises it before real data arrives: the first megabytes of a cold worker
 // otherwise run in the interpreter at a tenth of the speed.
@@ -73,17 +94,25 @@ const chunkers = new Map<string, Chunker>()
   new Chunker().split(warm, warm.length, true)
 }
 
-class SourceChanged extends Error {}
+/** A failure the main thread turns into a ZosError with this code. */
+class CodedError extends Error {
+  constructor(
+    readonly code: 'SOURCE_CHANGED' | 'CHUNK_TAMPERED',
+    message: string,
+  ) {
+    super(message)
+  }
+}
 
 /** Fills data[at, at+length) from a local file, checking that the file still has the size it was walked with. */
 function readInto(data: Uint8Array, at: number, read: LocalRead): void {
   const fd = openSync(read.path, constants.O_RDONLY | constants.O_NOFOLLOW)
   try {
-    if (fstatSync(fd).size !== read.fileSize) throw new SourceChanged(`${read.path} changed size while it was being packed`)
+    if (fstatSync(fd).size !== read.fileSize) throw new CodedError('SOURCE_CHANGED', `${read.path} changed size while it was being packed`)
     let done = 0
     while (done < read.length) {
       const n = readSync(fd, data, at + done, read.length - done, read.offset + done)
-      if (n === 0) throw new SourceChanged(`${read.path} shrank while it was being packed`)
+      if (n === 0) throw new CodedError('SOURCE_CHANGED', `${read.path} shrank while it was being packed`)
       done += n
     }
   } finally {
@@ -91,44 +120,70 @@ function readInto(data: Uint8Array, at: number, read: LocalRead): void {
   }
 }
 
+/**
+ * Decoded delta bases, by sid (keyed ids of encrypted flists never collide with plain ones): successive versions
+ * of a file keep deltas against the same old chunks, so a pool shared by several packs decodes each once.
+ */
+const decodedBases = new BufferLru(32 * 1024 * 1024)
+
+/** Decodes and verifies the delta bases of an encode request. */
+function decodeBases(bases: EncodeRequest['bases'], key: Buffer | undefined): Buffer[] {
+  if (!bases) return []
+  return bases.chunks.map((b) => {
+    const cached = decodedBases.get(b.sid)
+    if (cached) return cached
+    try {
+      const plain = decodeChunk({ data: bases.data.subarray(b.offset, b.offset + b.length), codec: b.codec, size: b.size, sid: b.sid, key })
+      decodedBases.set(b.sid, plain)
+      return plain
+    } catch (err) {
+      if (err instanceof ChunkDecodeError) throw new CodedError('CHUNK_TAMPERED', `delta base ${b.sid} in pack ${b.pack}: ${err.message}`)
+      throw err
+    }
+  })
+}
+
 function handle(req: WorkerRequest): { value: WorkerResponse; transfer: ArrayBuffer[] } {
   if (req.op === 'chunk') {
     const key = JSON.stringify(req.params)
     let chunker = chunkers.get(key)
     if (!chunker) chunkers.set(key, (chunker = new Chunker(req.params)))
-    const parts = req.parts.map((part): ChunkedPart => {
+    const cut = req.parts.map((part) => {
       let length = part.length
       if (part.read) {
         readInto(req.data, part.start + length, part.read)
         length += part.read.length
       }
-      const { lengths, consumed } = chunker.split(req.data, part.start + length, part.final, part.start)
-      const hashes = new Uint8Array(lengths.length * 32)
-      let pos = part.start
-      lengths.forEach((n, i) => {
-        hashes.set(sha256(req.data.subarray(pos, pos + n)), i * 32)
-        pos += n
-      })
-      return { length, lengths, hashes, consumed }
+      return { length, ...chunker!.split(req.data, part.start + length, part.final, part.start) }
     })
-    return { value: { data: req.data, parts }, transfer: [req.data.buffer as ArrayBuffer, ...parts.map((p) => p.hashes.buffer as ArrayBuffer)] }
+    // One hash buffer for the whole batch: an ArrayBuffer per file costs more than its 32 bytes.
+    const hashes = new Uint8Array(cut.reduce((n, c) => n + c.lengths.length, 0) * 32)
+    let at = 0
+    const parts = cut.map(({ length, lengths, consumed }, p): ChunkedPart => {
+      const mine = hashes.subarray(at * 32, (at + lengths.length) * 32)
+      let pos = req.parts[p]!.start
+      for (let i = 0; i < lengths.length; i++) {
+        mine.set(sha256(req.data.subarray(pos, pos + lengths[i]!)), i * 32)
+        pos += lengths[i]!
+      }
+      at += lengths.length
+      return { length, lengths, hashes: mine, consumed }
+    })
+    return { value: { data: req.data, parts }, transfer: [req.data.buffer as ArrayBuffer, hashes.buffer] }
   }
   const key = req.key ? Buffer.from(req.key) : undefined
-  const encoded = req.items.map((item) => encodeChunk(req.data.subarray(item.offset, item.offset + item.length), item.sid, { level: req.level, base: item.base, key }))
-  const total = encoded.reduce((n, e) => n + e.data.length, 0)
-  if (total >= req.packMin) {
-    const data = new Uint8Array(total)
-    let offset = 0
-    const blobs = encoded.map((e) => {
-      data.set(e.data, offset)
-      offset += e.data.length
-      return { codec: e.codec, offset: offset - e.data.length, length: e.data.length }
-    })
-    const id = createHash('sha256').update(data).digest('hex')
-    return { value: { pack: { id, data, blobs } }, transfer: [data.buffer] }
-  }
-  const blobs = encoded.map((e) => ({ codec: e.codec, data: new Uint8Array(e.data) }))
-  return { value: { blobs }, transfer: blobs.map((b) => b.data.buffer as ArrayBuffer) }
+  const bases = decodeBases(req.bases, key)
+  const out = Buffer.allocUnsafeSlow(req.items.reduce((n, item) => n + encodeBound(item.length), 0))
+  let offset = 0
+  const blobs = req.items.map((item) => {
+    const plain = req.data.subarray(item.offset, item.offset + item.length)
+    const { codec, length } = encoder.encodeInto(plain, item.sid, { level: req.level, base: item.base === undefined ? undefined : bases[item.base], key }, out, offset)
+    offset += length
+    return { codec, offset: offset - length, length }
+  })
+  const data = out.subarray(0, offset)
+  const id = offset >= req.packMin ? createHash('sha256').update(data).digest('hex') : undefined
+  return { value: { source: req.data, data, blobs, ...(id ? { id } : {}) }, transfer: [req.data.buffer as ArrayBuffer, out.buffer] }
 }
 
 parentPort?.on('message', (req: WorkerRequest) => {
@@ -136,6 +191,6 @@ parentPort?.on('message', (req: WorkerRequest) => {
     const { value, transfer } = handle(req)
     parentPort!.postMessage({ ok: true, value }, transfer)
   } catch (err) {
-    parentPort!.postMessage({ ok: false, error: err instanceof Error ? err.message : String(err), ...(err instanceof SourceChanged ? { code: 'SOURCE_CHANGED' } : {}) })
+    parentPort!.postMessage({ ok: false, error: err instanceof Error ? err.message : String(err), ...(err instanceof CodedError ? { code: err.code } : {}) })
   }
 })

@@ -95,7 +95,10 @@ export async function pack(options: PackOptions): Promise<PackResult> {
   const store = options.store
   const writer = new FlistWriter(options.output, { chunker, encryptionKey: key })
   const pool = options.pool ?? createPackPool(options.workers)
-  const pipeline = new ChunkPipeline({ pool, store, writer, chunker, level, key, delta: useDelta, packSize: options.packSize ?? DEFAULT_PACK_SIZE })
+  const pipeline = new ChunkPipeline({
+    pool, store, writer, chunker, level, key, delta: useDelta, packSize: options.packSize ?? DEFAULT_PACK_SIZE,
+    bufferSize: SEGMENT + Math.max(chunker.max, BATCH_FILE_MAX),
+  })
   const memory = new Semaphore(Math.max(4, pool.size * 3) * SEGMENT)
 
   const result: PackResult = {
@@ -130,21 +133,22 @@ export async function pack(options: PackOptions): Promise<PackResult> {
       const { path, offset, fileSize } = content.local
       while (total < entry.size) {
         const n = Math.min(SEGMENT, entry.size - total)
-        const data = new Uint8Array(f.carry.length + n)
+        // Not zero-filled: the worker reads the file over everything after the carry.
+        const data = pipeline.takeBuffer(f.carry.length + n)
         data.set(f.carry)
         await pipeline.runBatch(data, [{ file: f, start: 0, length: f.carry.length, final: total + n === entry.size, read: { path, offset: offset + total, length: n, fileSize } }])
         total += n
         progress(n, entry.path)
       }
     } else {
-      let data = new Uint8Array(f.carry.length + Math.min(SEGMENT, entry.size))
+      let data = pipeline.takeBuffer(f.carry.length + Math.min(SEGMENT, entry.size))
       let fill = 0
       for await (const piece of content.stream()) {
         let off = 0
         while (off < piece.length) {
           if (fill === data.length) {
             await pipeline.runBatch(data, [{ file: f, start: 0, length: fill, final: false }])
-            data = new Uint8Array(f.carry.length + Math.min(SEGMENT, entry.size - total + (piece.length - off)))
+            data = pipeline.takeBuffer(f.carry.length + Math.min(SEGMENT, entry.size - total + (piece.length - off)))
             data.set(f.carry)
             fill = f.carry.length
           }
@@ -167,8 +171,8 @@ export async function pack(options: PackOptions): Promise<PackResult> {
   let batch: { ino: number; entry: SourceEntry }[] = []
   let batchBytes = 0
   async function packBatch(files: { ino: number; entry: SourceEntry }[]): Promise<void> {
-    const states = await Promise.all(files.map((x) => pipeline.openFile(x.ino, x.entry.path)))
-    const data = new Uint8Array(files.reduce((n, x) => n + x.entry.size, 0))
+    const states = await pipeline.openFiles(files.map((x) => ({ ino: x.ino, path: x.entry.path })))
+    const data = pipeline.takeBuffer(files.reduce((n, x) => n + x.entry.size, 0)) // the worker fills all of it
     let start = 0
     const parts = files.map((x, i) => {
       const { path, offset, fileSize } = x.entry.content!.local!

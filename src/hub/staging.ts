@@ -3,7 +3,7 @@
 // commits (quota checked first), so a failed conversion leaves nothing behind but its deleted staging dir.
 import { readFile } from 'node:fs/promises'
 import { DirStore, packPath } from '../store/dir.js'
-import type { ChunkLocation, PackRange, StoreStats, WritableStore } from '../store/types.js'
+import type { ChunkLocation, PackRange, PutPackOptions, StoreStats, WritableStore } from '../store/types.js'
 import type { HubDb } from './db.js'
 
 export class StagingStore implements WritableStore {
@@ -50,13 +50,22 @@ export class StagingStore implements WritableStore {
     return out
   }
 
-  async putPack(pack: string, data: Buffer, chunks: readonly ChunkLocation[]): Promise<void> {
-    await this.staging.putPack(pack, data, chunks)
+  async putPack(pack: string, data: Buffer, chunks: readonly ChunkLocation[], options?: PutPackOptions): Promise<void> {
+    await this.staging.putPack(pack, data, chunks, options)
     this.staged.set(pack, { size: data.length, chunks: [...chunks] })
   }
 
   async getPathHint(key: string): Promise<string[] | undefined> {
     return this.hints.get(key) ?? this.main.getPathHint(key)
+  }
+
+  async getPathHints(keys: readonly string[]): Promise<Map<string, string[]>> {
+    const found = await this.main.getPathHints(keys.filter((k) => !this.hints.has(k)))
+    for (const k of keys) {
+      const mine = this.hints.get(k)
+      if (mine) found.set(k, mine)
+    }
+    return found
   }
 
   async setPathHints(hints: ReadonlyMap<string, readonly string[]>): Promise<void> {

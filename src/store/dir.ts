@@ -13,7 +13,7 @@ import Database from 'better-sqlite3'
 import { ZosError, errorMessage, zerr } from '../core/errors.js'
 import { coalesce, isPackId, splitSpan, type CoalesceOptions, type Span } from './coalesce.js'
 import { DEFAULT_MAX_OPEN, FdCache } from './fdcache.js'
-import type { ChunkLocation, PackRange, StoreStats, WritableStore } from './types.js'
+import type { ChunkLocation, PackRange, PutPackOptions, StoreStats, WritableStore } from './types.js'
 
 /** Version of the index.db schema this code writes (PRAGMA user_version). */
 export const INDEX_SCHEMA_VERSION = 1
@@ -56,6 +56,17 @@ function checkChunk(c: ChunkLocation, pack: string, packSize: number, i: number)
   if (c.base !== undefined && (typeof c.base !== 'string' || !HEX_ID.test(c.base))) {
     throw zerr('INVALID_ARGUMENT', `${where} (sid ${c.sid}): base must be a lowercase hex sid when present`)
   }
+}
+
+/** A stored hint's sids; a damaged hint is only a lost optimisation. */
+function parseHint(text: string): string[] | undefined {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  return Array.isArray(parsed) && parsed.every((s) => typeof s === 'string') ? (parsed as string[]) : undefined
 }
 
 function rowToLocation(r: ChunkRow): ChunkLocation {
@@ -268,13 +279,15 @@ export class DirStore implements WritableStore {
     return found
   }
 
-  async putPack(pack: string, data: Buffer, chunks: readonly ChunkLocation[]): Promise<void> {
+  async putPack(pack: string, data: Buffer, chunks: readonly ChunkLocation[], options: PutPackOptions = {}): Promise<void> {
     this.checkOpen()
     if (!isPackId(pack)) throw zerr('INVALID_ARGUMENT', `pack id must be 64 lowercase hex characters, got ${JSON.stringify(pack)}`)
     if (!Buffer.isBuffer(data)) throw zerr('INVALID_ARGUMENT', `pack ${pack}: data must be a Buffer`)
-    const actual = createHash('sha256').update(data).digest('hex')
-    if (actual !== pack) {
-      throw zerr('CHUNK_TAMPERED', `pack data hashes to ${actual}, not to its claimed id ${pack}; nothing was written`, { pack, actual })
+    if (options.idComputed !== true) {
+      const actual = createHash('sha256').update(data).digest('hex')
+      if (actual !== pack) {
+        throw zerr('CHUNK_TAMPERED', `pack data hashes to ${actual}, not to its claimed id ${pack}; nothing was written`, { pack, actual })
+      }
     }
     if (!Array.isArray(chunks)) throw zerr('INVALID_ARGUMENT', `pack ${pack}: chunks must be an array`)
     chunks.forEach((c, i) => checkChunk(c, pack, data.length, i))
@@ -327,14 +340,22 @@ export class DirStore implements WritableStore {
   async getPathHint(key: string): Promise<string[] | undefined> {
     if (typeof key !== 'string') throw zerr('INVALID_ARGUMENT', 'a path hint key must be a string')
     const row = this.stmt('SELECT sids FROM hints WHERE key = ?').get(key) as { sids: string } | undefined
-    if (!row) return undefined
-    let parsed: unknown
-    try {
-      parsed = JSON.parse(row.sids)
-    } catch {
-      return undefined // a damaged hint is only a lost optimisation
+    return row ? parseHint(row.sids) : undefined
+  }
+
+  async getPathHints(keys: readonly string[]): Promise<Map<string, string[]>> {
+    const found = new Map<string, string[]>()
+    const unique = [...new Set(keys)]
+    for (const key of unique) if (typeof key !== 'string') throw zerr('INVALID_ARGUMENT', 'a path hint key must be a string')
+    for (let i = 0; i < unique.length; i += LOOKUP_BATCH) {
+      const batch = unique.slice(i, i + LOOKUP_BATCH)
+      const rows = this.stmt(`SELECT key, sids FROM hints WHERE key IN (${batch.map(() => '?').join(',')})`).all(...batch) as { key: string; sids: string }[]
+      for (const r of rows) {
+        const sids = parseHint(r.sids)
+        if (sids) found.set(r.key, sids)
+      }
     }
-    return Array.isArray(parsed) && parsed.every((s) => typeof s === 'string') ? (parsed as string[]) : undefined
+    return found
   }
 
   async setPathHints(hints: ReadonlyMap<string, readonly string[]>): Promise<void> {

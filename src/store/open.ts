@@ -3,7 +3,7 @@
 //   http://host[:port][/base], https://...                 an HttpStore (read-only); user:pass@ becomes Basic auth
 import { zerr } from '../core/errors.js'
 import { DirStore, type DirStoreOptions } from './dir.js'
-import { HttpStore, type HttpStoreOptions } from './http.js'
+import type { HttpStoreOptions } from './http.js'
 import type { Store, WritableStore } from './types.js'
 
 export const SUPPORTED_SCHEMES = ['dir://', 'http://', 'https://'] as const
@@ -41,6 +41,7 @@ export function redact(url: string): string {
 export async function openStore(url: string, options: OpenStoreOptions = {}): Promise<Store> {
   const loc = parseStoreUrl(url)
   if (loc.kind === 'dir') return DirStore.open(loc.path, { ...options.dir, create: false })
+  const { HttpStore } = await import('./http.js') // loaded only for http stores
   return new HttpStore(loc.url, options.http)
 }
 

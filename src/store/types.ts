@@ -43,17 +43,29 @@ export interface Store {
   close(): Promise<void>
 }
 
+export interface PutPackOptions {
+  /**
+   * The caller computed `pack` from these very bytes in this process (the packer names the packs it builds),
+   * so the store does not hash them again. Never set it for bytes received from elsewhere (an upload, another
+   * process, a file): those are always checked.
+   */
+  readonly idComputed?: boolean
+}
+
 export interface WritableStore extends Store {
   readonly writable: true
   /** Chunks the store already holds, by sid; missing sids are absent from the result. */
   lookupChunks(sids: readonly string[]): Promise<Map<string, ChunkLocation>>
   /**
    * Stores one pack atomically (written to a temp name, fsynced, renamed) and records its chunks in the
-   * store's index. The pack id must equal the SHA-256 of `data` (checked). Idempotent.
+   * store's index. The pack id must equal the SHA-256 of `data` (checked, unless `options.idComputed`).
+   * Idempotent.
    */
-  putPack(pack: string, data: Buffer, chunks: readonly ChunkLocation[]): Promise<void>
+  putPack(pack: string, data: Buffer, chunks: readonly ChunkLocation[], options?: PutPackOptions): Promise<void>
   /** Delta hints: the sids a path had the last time it was packed into this store (key is opaque). */
   getPathHint(key: string): Promise<string[] | undefined>
+  /** getPathHint for many keys in one call (one index query per few hundred keys); absent keys are left out. */
+  getPathHints?(keys: readonly string[]): Promise<Map<string, string[]>>
   setPathHints(hints: ReadonlyMap<string, readonly string[]>): Promise<void>
   stats(): Promise<StoreStats>
 }

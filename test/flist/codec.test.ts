@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { compress } from 'zstd-napi'
-import { CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_DELTA, ChunkDecodeError, decodeChunk, encodeChunk, sha256, storeId, zstdFrameContentSize } from '../../src/flist/codec.js'
+import { CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_DELTA, ChunkDecodeError, ChunkEncoder, decodeChunk, encodeBound, encodeChunk, sha256, storeId, zstdFrameContentSize } from '../../src/flist/codec.js'
 
 const text = Buffer.from('the quick brown fox jumps over the lazy dog\n'.repeat(1500))
 
@@ -33,6 +33,35 @@ test('codec - delta against a similar base is far smaller and needs the base to 
   assert.ok(e.data.length < 200, `delta of ${e.data.length} bytes`)
   assert.deepEqual(decodeChunk({ data: e.data, codec: e.codec, hash, size: plain.length, sid, base }), plain)
   assert.throws(() => decodeChunk({ data: e.data, codec: e.codec, hash, size: plain.length, sid }), ChunkDecodeError)
+})
+
+test('codec - a base that starts like a formatted zstd dictionary is not used for a delta', () => {
+  const base = Buffer.concat([Buffer.of(0x37, 0xa4, 0x30, 0xec), Buffer.from(randomBytes(30000).toString('base64'))])
+  const plain = Buffer.concat([base.subarray(0, 9000), Buffer.from('an edit'), base.subarray(9100)])
+  const hash = sha256(plain)
+  const sid = storeId(hash, undefined)
+  const e = encodeChunk(plain, sid, { level: 3, base })
+  assert.equal(e.codec, CODEC_ZSTD)
+  assert.deepEqual(decodeChunk({ data: e.data, codec: e.codec, hash, size: plain.length, sid }), plain)
+})
+
+test('codec - ChunkEncoder writes chunks back to back into one buffer, delta, zstd and raw', () => {
+  const enc = new ChunkEncoder()
+  const base = Buffer.from(randomBytes(30000).toString('base64'))
+  const chunks = [Buffer.concat([base.subarray(0, 9000), Buffer.from('an edit'), base.subarray(9100)]), text, randomBytes(5000)]
+  const out = Buffer.alloc(chunks.reduce((n, c) => n + encodeBound(c.length), 0))
+  let at = 0
+  const got = chunks.map((plain, i) => {
+    const sid = storeId(sha256(plain), undefined)
+    const r = enc.encodeInto(plain, sid, { level: 3, ...(i === 0 ? { base } : {}) }, out, at)
+    at += r.length
+    return { ...r, at: at - r.length, sid, plain }
+  })
+  assert.deepEqual(got.map((g) => g.codec), [CODEC_ZSTD_DELTA, CODEC_ZSTD, CODEC_RAW])
+  for (const g of got) {
+    const data = out.subarray(g.at, g.at + g.length)
+    assert.deepEqual(decodeChunk({ data, codec: g.codec, size: g.plain.length, sid: g.sid, ...(g.codec === CODEC_ZSTD_DELTA ? { base } : {}) }), g.plain)
+  }
 })
 
 test('codec - encrypted chunks: keyed ids, authenticated, and every flipped bit is caught', () => {

@@ -211,6 +211,23 @@ test('pack - a tampered or missing pack is found by verify and never served', as
   await assert.rejects(fetcher.fetch([big.id]), (e: unknown) => ZosError.is(e) && e.code === 'CHUNK_MISSING')
 })
 
+test('pack - a tampered delta base fails the pack with CHUNK_TAMPERED (checked in the worker)', async (t) => {
+  const dir = await tempDir(t)
+  await packTree(dir, tree(1), 'v1.fl')
+  // Flip one byte in every chunk of lib/big.txt: whichever old chunk becomes the delta base no longer decodes.
+  const reader = FlistReader.open(join(dir, 'v1.fl'))
+  for (const e of reader.extents(reader.resolve('lib/big.txt').ino)) {
+    const c = reader.chunk(e.chunk)
+    const packPath = join(dir, 'store', 'packs', c.pack.slice(0, 2), `${c.pack}.pack`)
+    const data = await readFile(packPath)
+    data[c.offset + Math.floor(c.length / 2)]! ^= 0x01
+    await writeFile(packPath, data)
+  }
+  reader.close()
+  await assert.rejects(packTree(dir, tree(2), 'v2.fl'), (e: unknown) => ZosError.is(e) && e.code === 'CHUNK_TAMPERED' && /delta base/.test(e.message))
+  await assert.rejects(stat(join(dir, 'v2.fl')))
+})
+
 test('pack - encrypted flists keep plaintext and plaintext ids out of the store', async (t) => {
   const dir = await tempDir(t)
   const specs: Spec[] = [{ path: 'secret.txt', content: text(500_000, 'classified') }]

@@ -6,11 +6,14 @@ import { basename, join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { errorMessage, zerr } from '../../core/errors.js'
 import { openDir, type DirOptions } from './dir.js'
-import { DirImageFiles, TarImageFiles } from './image-files.js'
-import { openOci, type OciOptions } from './oci.js'
-import { Scratch } from './scratch.js'
-import { TarSource, loadTar, scanTar } from './tar.js'
+import type { TarImageFiles } from './image-files.js'
+import type { OciOptions } from './oci.js'
+import type { Scratch } from './scratch.js'
 import type { Source } from './types.js'
+
+// Archives and images load their modules (tar parsing, OCI with its zod schemas) when one is opened: packing a
+// directory does not pay for them at start-up.
+const images = (): Promise<[typeof import('./image-files.js'), typeof import('./oci.js')]> => Promise.all([import('./image-files.js'), import('./oci.js')])
 
 const IMAGE_MARKERS = new Set(['manifest.json', 'oci-layout'])
 
@@ -26,6 +29,7 @@ export async function openSource(spec: string, options: OpenOptions = {}): Promi
   })
   if (st.isDirectory()) {
     if ((await isFile(join(spec, 'oci-layout'))) && (await isFile(join(spec, 'index.json')))) {
+      const [{ DirImageFiles }, { openOci }] = await images()
       return withScratch((scratch) => openOci(new DirImageFiles(spec, scratch, basename(spec)), scratch, `OCI layout ${spec}`, options))
     }
     return openDir(spec, options)
@@ -35,10 +39,12 @@ export async function openSource(spec: string, options: OpenOptions = {}): Promi
 }
 
 async function openArchive(input: string | Readable, shown: string, options: OpenOptions): Promise<Source> {
+  const { TarSource, loadTar, scanTar } = await import('./tar.js')
   return withScratch(async (scratch) => {
     const tar = await loadTar(input, scratch, typeof input === 'string' ? basename(input) : 'stdin')
     const headers = await scanTar(tar) // once: the tar source reuses it
     if (headers.some((h) => IMAGE_MARKERS.has(h.name.replace(/^(?:\.\/)+/, '')))) {
+      const [{ TarImageFiles }, { openOci }] = await images()
       const files = TarImageFiles.index(tar, headers)
       if (files.has('oci-layout') || (await isDockerSave(files))) return openOci(files, scratch, `image ${shown}`, options)
     }
@@ -63,7 +69,7 @@ async function isDockerSave(files: TarImageFiles): Promise<boolean> {
 }
 
 async function withScratch<T>(fn: (scratch: Scratch) => Promise<T>): Promise<T> {
-  const scratch = new Scratch()
+  const scratch = new (await import('./scratch.js')).Scratch()
   try {
     return await fn(scratch)
   } catch (err: unknown) {
