@@ -225,6 +225,17 @@ export class HubDb {
     return (this.q('SELECT size FROM packs WHERE id = ?').get(id) as { size: number } | undefined)?.size
   }
 
+  /** Sizes of the packs of this list the hub has (one query per 500). */
+  packSizes(ids: readonly string[]): Map<string, number> {
+    const out = new Map<string, number>()
+    for (let i = 0; i < ids.length; i += BATCH) {
+      const batch = ids.slice(i, i + BATCH)
+      const rows = this.q(`SELECT id, size FROM packs WHERE id IN (${batch.map(() => '?').join(',')})`).raw(true).all(...batch) as [string, number][]
+      for (const [id, size] of rows) out.set(id, size)
+    }
+    return out
+  }
+
   /** Records a pack and its chunks (existing rows are kept: the first upload stays the uploader). */
   addPack(id: string, size: number, uploader: string, locs: readonly ChunkLoc[]): void {
     const insPack = this.q('INSERT OR IGNORE INTO packs (id, size, uploader, created) VALUES (?, ?, ?, ?)')

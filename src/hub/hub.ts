@@ -22,7 +22,6 @@ import { DirStore, packPath } from '../store/dir.js'
 import type { Identity } from './auth.js'
 import { HubDb, type ChunkLoc, type Version } from './db.js'
 import { checkDigest, checkName, checkTag, DEFAULT_TAG, normalizeNs } from './names.js'
-import { listChunks } from './chunks.js'
 import { checkPack } from './packs.js'
 import { decodePackBody, type HubLocation, type MissingAnswer, type NameDetail, type NameSummary, type PackAnswer, type PushAnswer, type TagAnswer, type VersionInfo, type WhoAmI } from './wire.js'
 
@@ -75,6 +74,8 @@ export interface CommitRequest {
 }
 
 const VERIFY_BATCH = 256
+/** Longest an flist upload waits for the packs it names that are still arriving. */
+const PACK_WAIT_MS = 120_000
 
 export class Hub {
   readonly store: DirStore
@@ -85,6 +86,8 @@ export class Hub {
   private readonly quotaFor: ReadonlyMap<string, number>
   readonly gcGraceMs: number
   private closed = false
+  /** Pack uploads being received, by pack id: an flist that names one of them waits for it (see checkChunks). */
+  private readonly arriving = new Map<string, Set<Promise<void>>>()
 
   private constructor(readonly root: string, store: DirStore, db: HubDb, key: KeyPair, options: HubOptions) {
     this.store = store
@@ -235,6 +238,25 @@ export class Hub {
     return { missing, missingPacks, locations }
   }
 
+  /**
+   * Announces a pack upload whose request was authenticated and whose body is on its way; call the returned
+   * function when it is stored or refused. A push sends its metadata while its last packs are still in flight
+   * (saving a round trip and the metadata's verification time), so commitFlist waits for packs it names that are
+   * arriving instead of refusing the flist at once.
+   */
+  packArriving(id: string): () => void {
+    let done!: () => void
+    const p = new Promise<void>((resolve) => (done = resolve))
+    let set = this.arriving.get(id)
+    if (!set) this.arriving.set(id, (set = new Set()))
+    set.add(p)
+    return () => {
+      set.delete(p)
+      if (set.size === 0 && this.arriving.get(id) === set) this.arriving.delete(id)
+      done()
+    }
+  }
+
   /** Plaintext of a full chunk the hub has verified, or undefined. */
   private async verifiedPlain(sid: string): Promise<Buffer | undefined> {
     const loc = this.db.usableLocations([sid], '').get(sid)
@@ -258,6 +280,7 @@ export class Hub {
       id,
       pack,
       check.locs.map((l) => ({ sid: l.sid, pack: id, offset: l.offset, length: l.length, size: l.size, codec: l.codec, ...(l.base ? { base: l.base } : {}) })),
+      { sha256: id }, // checkPack hashed the bytes against the id: no second pass
     )
     this.db.addPack(id, pack.length, identity.ns, check.locs)
     return { pack: id, size: pack.length, chunks: entries.length, verified: check.verified, stored: !had }
@@ -328,25 +351,37 @@ export class Hub {
    * decode at pack upload (encrypted, or a delta sent before its base) are decoded now with what the flist knows.
    */
   private async checkChunks(reader: FlistReader): Promise<{ packs: string[]; verifiedNow: number; storedBytes: number }> {
-    const chunks = listChunks(reader.path, reader.encryptionKey)
+    const chunks = reader.allChunks()
     const byId = new Map(chunks.map((c) => [c.id, c] as const))
-    const packs = new Map<string, number | undefined>()
-    for (const c of chunks) if (!packs.has(c.pack)) packs.set(c.pack, this.db.packSize(c.pack))
-    const locs = this.db.locationsIn([...packs.keys()].filter((p) => packs.get(p) !== undefined))
-    const missing: ChunkInfo[] = []
-    const toVerify: ChunkInfo[] = []
+    const packIds = [...new Set(chunks.map((c) => c.pack))]
     let storedBytes = 0
-    for (const c of chunks) {
-      storedBytes += c.length
-      const size = packs.get(c.pack)
-      if (size === undefined || c.offset + c.length > size) {
-        missing.push(c)
-        continue
+    for (const c of chunks) storedBytes += c.length
+    const compare = (): { missing: ChunkInfo[]; toVerify: ChunkInfo[] } => {
+      const sizes = this.db.packSizes(packIds)
+      const locs = this.db.locationsIn(packIds.filter((p) => sizes.has(p)))
+      const missing: ChunkInfo[] = []
+      const toVerify: ChunkInfo[] = []
+      for (const c of chunks) {
+        const size = sizes.get(c.pack)
+        if (size === undefined || c.offset + c.length > size) {
+          missing.push(c)
+          continue
+        }
+        const loc = locs.get(`${c.pack}:${c.offset}`)
+        const baseSid = c.base !== undefined ? byId.get(c.base)?.sid : undefined
+        const same = loc && loc.sid === c.sid && loc.length === c.length && loc.size === c.size && loc.codec === c.codec && loc.base === baseSid
+        if (!same || !loc.verified) toVerify.push(c)
       }
-      const loc = locs.get(`${c.pack}:${c.offset}`)
-      const baseSid = c.base !== undefined ? byId.get(c.base)?.sid : undefined
-      const same = loc && loc.sid === c.sid && loc.length === c.length && loc.size === c.size && loc.codec === c.codec && loc.base === baseSid
-      if (!same || !loc.verified) toVerify.push(c)
+      return { missing, toVerify }
+    }
+    let { missing, toVerify } = compare()
+    // Packs still being uploaded (the push sent this flist alongside them): wait for them, then look again.
+    const waits = [...new Set(missing.map((c) => c.pack))].flatMap((p) => [...(this.arriving.get(p) ?? [])])
+    if (waits.length > 0) {
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([Promise.all(waits), new Promise<void>((resolve) => (timer = setTimeout(resolve, PACK_WAIT_MS).unref()))])
+      clearTimeout(timer)
+      ;({ missing, toVerify } = compare())
     }
     if (missing.length > 0) {
       const first = missing[0]!
@@ -368,7 +403,7 @@ export class Hub {
         }
       }
     }
-    return { packs: [...packs.keys()], verifiedNow: toVerify.length, storedBytes }
+    return { packs: packIds, verifiedNow: toVerify.length, storedBytes }
   }
 
   versionInfo(v: Version): VersionInfo {

@@ -14,7 +14,7 @@ import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import Database from 'better-sqlite3'
-import { zerr } from '../core/errors.js'
+import { zerr, ZosError } from '../core/errors.js'
 import type { KeyPair } from '../core/keys.js'
 import { sha256 } from '../flist/codec.js'
 import { createPackPool, pack } from '../flist/pack.js'
@@ -171,25 +171,37 @@ export async function pushFlist(client: HubClient, file: string, options: PushOp
     if (members.length > 0) uploads.push(group(members))
   }
 
-  // Send the packs, a few at a time.
+  // Send the packs, a few at a time. The metadata follows as soon as every pack is on its way, not once they are
+  // all stored: the hub waits for packs an flist names that are still arriving (Hub.packArriving), so the metadata's
+  // upload and checks overlap the packs' transfer instead of adding a round trip and their time after it.
   const total = uploads.reduce((n, u) => n + u.size, 0)
   let done = 0
   progress({ phase: 'upload', done, total })
   let next = 0
+  let begun = 0
+  let allBegun!: () => void
+  const begunAll = new Promise<void>((resolve) => (allBegun = resolve))
+  if (uploads.length === 0) allBegun()
   const worker = async (): Promise<void> => {
     while (next < uploads.length) {
       const u = await uploads[next++]!.build()
       let sent = 0
-      await client.putPack(u.id, u.entries, u.data, (n) => {
+      const onSent = (n: number): void => {
         done += n - sent
         sent = n
         progress({ phase: 'upload', done, total })
+      }
+      await client.putPack(u.id, u.entries, u.data, onSent, () => {
+        if (++begun === uploads.length) allBegun()
       })
     }
   }
-  await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 3, uploads.length) }, worker))
+  const uploading = Promise.all(Array.from({ length: Math.min(options.concurrency ?? 3, uploads.length) }, worker))
+  uploading.catch(() => {}) // awaited below
+  await Promise.race([begunAll, uploading])
 
-  // The metadata, pointed at the hub's copies where they differ from the local file.
+  // The metadata, pointed at the hub's copies where they differ from the local file (every pack's id is known
+  // once its upload has begun).
   let sendFile = file
   let tmpDir: string | undefined
   try {
@@ -200,8 +212,21 @@ export async function pushFlist(client: HubClient, file: string, options: PushOp
       rewriteLocations(sendFile, rewrites, byId)
       FlistReader.open(sendFile).close() // the seal and signatures must still hold
     }
+    const ns = await nsAnswer
+    const sendMetadata = (): Promise<PushAnswer> => client.uploadFlist(ns, options.name, sendFile, { tag, latest: options.latest ?? true })
+    const early = sendMetadata()
+    early.catch(() => {}) // awaited below, after the packs (whose errors come first)
+    await uploading
     progress({ phase: 'metadata', done: 0, total: 1 })
-    const answer = await client.uploadFlist(await nsAnswer, options.name, sendFile, { tag, latest: options.latest ?? true })
+    let answer: PushAnswer
+    try {
+      answer = await early
+    } catch (err) {
+      // The metadata overtook a pack upload the hub had not begun to receive: every pack is stored now, send it
+      // again.
+      if (!(ZosError.is(err) && err.code === 'CHUNK_MISSING' && uploads.length > 0)) throw err
+      answer = await sendMetadata()
+    }
     progress({ phase: 'metadata', done: 1, total: 1 })
     const metadataBytes = (await stat(sendFile)).size
     const copiedSet = new Set(copied.map((c) => c.id))

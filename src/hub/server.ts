@@ -138,11 +138,12 @@ export async function startHub(options: HubServerOptions): Promise<HubServer> {
   const gcTimer = (options.gcIntervalMs ?? 3600_000) > 0 ? setInterval(collect, options.gcIntervalMs ?? 3600_000) : undefined
   gcTimer?.unref()
 
-  /** Checks the request token (not yet the body) and returns the caller's identity. */
-  async function authenticate(req: IncomingMessage): Promise<{ identity: Identity; bodyHash: string }> {
+  /** Checks the request token (not yet the body); `onValid` runs once it holds, before the identity is looked up. */
+  async function authenticate(req: IncomingMessage, onValid?: () => void): Promise<{ identity: Identity; bodyHash: string }> {
     const header = req.headers.authorization
     const t = verifyToken(Array.isArray(header) ? header[0] : header, { method: req.method ?? 'GET', path: req.url ?? '/' })
     replay.use(t.claims.n, t.claims.e)
+    onValid?.()
     return { identity: await directory.identify(t.address), bodyHash: t.claims.b }
   }
 
@@ -240,21 +241,28 @@ export async function startHub(options: HubServerOptions): Promise<HubServer> {
     }),
     route('PUT', `${API}/packs/:id`, 'pack-upload', async (req, res, p, ctx) => {
       if (!isPackId(p.id)) throw zerr('INVALID_ARGUMENT', 'bad pack id: expected 64 lowercase hex characters')
-      const { identity, bodyHash } = await authenticate(req)
-      ctx.ns = identity.ns
-      const limit = hub.limits.pack + 8 * MIB // the index rides along
-      const weight = Math.min(Number(req.headers['content-length'] ?? limit) || limit, limit)
-      await packMemory.acquire(weight)
+      // Announced as soon as the token holds (synchronously, in the tick that parsed the headers), so that the
+      // push's metadata, sent while this body is still arriving, waits for it (Hub.packArriving).
+      let arrived: (() => void) | undefined
       try {
-        // The token covers the length and index; the pack bytes are bound by their id in the signed path.
-        const { data, headSha256, packSha256 } = await readPackBody(req, limit, `pack ${p.id}`)
-        checkBody(bodyHash, headSha256)
-        const answer = await hub.putPack(identity, p.id, data, packSha256)
-        metrics.received += data.length
-        if (answer.stored) metrics.packsStored++
-        sendJson(res, answer.stored ? 201 : 200, answer)
+        const { identity, bodyHash } = await authenticate(req, () => (arrived = hub.packArriving(p.id!)))
+        ctx.ns = identity.ns
+        const limit = hub.limits.pack + 8 * MIB // the index rides along
+        const weight = Math.min(Number(req.headers['content-length'] ?? limit) || limit, limit)
+        await packMemory.acquire(weight)
+        try {
+          // The token covers the length and index; the pack bytes are bound by their id in the signed path.
+          const { data, headSha256, packSha256 } = await readPackBody(req, limit, `pack ${p.id}`)
+          checkBody(bodyHash, headSha256)
+          const answer = await hub.putPack(identity, p.id, data, packSha256)
+          metrics.received += data.length
+          if (answer.stored) metrics.packsStored++
+          sendJson(res, answer.stored ? 201 : 200, answer)
+        } finally {
+          packMemory.release(weight)
+        }
       } finally {
-        packMemory.release(weight)
+        arrived?.()
       }
     }),
     route('GET', `${API}/flists`, 'list', async (req, res) => {
