@@ -8,7 +8,7 @@
 //   DATA/tmp/          uploads being received (removed at start: a crash leaves nothing behind)
 //   DATA/jobs/<id>/    scratch of conversion jobs
 //   DATA/hub-key.json  the key converted flists are signed with (created on first start)
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { mkdir, open, readdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -22,8 +22,8 @@ import { DirStore, packPath } from '../store/dir.js'
 import type { Identity } from './auth.js'
 import { HubDb, type ChunkLoc, type Version } from './db.js'
 import { checkDigest, checkName, checkTag, DEFAULT_TAG, normalizeNs } from './names.js'
-import { checkPack } from './packs.js'
-import { decodePackBody, type HubLocation, type MissingAnswer, type NameDetail, type NameSummary, type PackAnswer, type PushAnswer, type TagAnswer, type VersionInfo, type WhoAmI } from './wire.js'
+import { checkPackHash, PackVerifier } from './packs.js'
+import { MAX_INDEX_BYTES, parsePackIndex, type HubLocation, type MissingAnswer, type NameDetail, type NameSummary, type PackAnswer, type PushAnswer, type TagAnswer, type VersionInfo, type WhoAmI } from './wire.js'
 
 export const GIB = 1024 ** 3
 export const MIB = 1024 ** 2
@@ -74,6 +74,8 @@ export interface CommitRequest {
 }
 
 const VERIFY_BATCH = 256
+/** Pack bytes gathered before a write to the upload's temp file. */
+const WRITE_BATCH = 1024 * 1024
 /** Longest an flist upload waits for the packs it names that are still arriving. */
 const PACK_WAIT_MS = 120_000
 
@@ -270,20 +272,110 @@ export class Hub {
     }
   }
 
-  /** Verifies and stores an uploaded pack (body framed as in wire.ts). */
-  async putPack(identity: Identity, id: string, body: Buffer, packSha256?: string): Promise<PackAnswer> {
-    const { entries, pack } = decodePackBody(body)
-    const check = await checkPack(id, pack, entries, (sid) => this.verifiedPlain(sid), packSha256)
-    const had = this.db.packSize(id) !== undefined && (await this.store.statPack(id)) === pack.length
-    if (!had) this.checkQuota(identity.ns, pack.length, `pack ${id}`)
-    await this.store.putPack(
-      id,
-      pack,
-      check.locs.map((l) => ({ sid: l.sid, pack: id, offset: l.offset, length: l.length, size: l.size, codec: l.codec, ...(l.base ? { base: l.base } : {}) })),
-      { sha256: id }, // checkPack hashed the bytes against the id: no second pass
-    )
-    this.db.addPack(id, pack.length, identity.ns, check.locs)
-    return { pack: id, size: pack.length, chunks: entries.length, verified: check.verified, stored: !had }
+  /**
+   * Receives a pack upload (framed as in wire.ts) as it arrives: the frame head is checked with `checkHead` (the
+   * request token's body hash) before any pack byte is looked at; the pack bytes are hashed, written to a temp
+   * file and their chunks decoded as each one completes, so the hub holds one chunk in memory, not the pack, and
+   * the checks overlap the transfer. Only when everything holds (id, index, chunks, quota) is the file moved into
+   * the store; otherwise it is removed. `length` is the announced Content-Length (checked), `limit` the largest body.
+   */
+  async receivePack(
+    identity: Identity,
+    id: string,
+    body: AsyncIterable<Buffer> | Iterable<Buffer>,
+    options: { length?: number; limit: number; checkHead: (sha256: string) => void },
+  ): Promise<PackAnswer & { received: number }> {
+    const tmp = join(this.tmpDir, `pack-${id}-${randomBytes(6).toString('hex')}.tmp`)
+    const fh = await open(tmp, 'wx', 0o644)
+    let kept = false
+    try {
+      const headHash = createHash('sha256')
+      const packHash = createHash('sha256')
+      let head: Buffer[] = []
+      let headBytes = 0
+      let indexEnd = -1 // 4 + index length, once known
+      let verifier: PackVerifier | undefined
+      let received = 0
+      let packBytes = 0
+      let pending: Buffer[] = []
+      let pendingBytes = 0
+      const flush = async (): Promise<void> => {
+        let at = packBytes - pendingBytes
+        for (const b of pending) at += (await fh.write(b, 0, b.length, at)).bytesWritten
+        pending = []
+        pendingBytes = 0
+      }
+      const takePack = async (piece: Buffer): Promise<void> => {
+        packHash.update(piece)
+        verifier!.push(piece)
+        pending.push(piece)
+        pendingBytes += piece.length
+        packBytes += piece.length
+        if (pendingBytes >= WRITE_BATCH) await flush()
+      }
+      for await (const piece of body) {
+        received += piece.length
+        if (received > options.limit) throw zerr('HUB_TOO_LARGE', `pack ${id} is larger than this hub accepts (${options.limit} bytes)`, { limit: options.limit })
+        if (options.length !== undefined && received > options.length) throw zerr('INVALID_ARGUMENT', `pack ${id} is longer than its Content-Length`)
+        if (verifier) {
+          await takePack(piece)
+          continue
+        }
+        head.push(piece)
+        headBytes += piece.length
+        if (indexEnd < 0 && headBytes >= 4) {
+          const n = Buffer.concat(head).readUInt32BE(0)
+          if (n > MAX_INDEX_BYTES || (options.length !== undefined && 4 + n > options.length)) {
+            throw zerr('INVALID_ARGUMENT', `pack upload announces a ${n}-byte index, but the body has ${(options.length ?? 4) - 4} bytes after the length (truncated?)`)
+          }
+          indexEnd = 4 + n
+        }
+        if (indexEnd < 0 || headBytes < indexEnd) continue
+        const all = Buffer.concat(head)
+        head = []
+        headHash.update(all.subarray(0, indexEnd))
+        options.checkHead(headHash.digest('hex'))
+        verifier = new PackVerifier(id, parsePackIndex(all.subarray(4, indexEnd)))
+        // Bounds are checked once the pack is whole and hashed: a truncated upload is CHUNK_TAMPERED, as before.
+        if (all.length > indexEnd) await takePack(all.subarray(indexEnd))
+      }
+      if (options.length !== undefined && received !== options.length) throw zerr('INVALID_ARGUMENT', `pack ${id} is truncated: ${received} of ${options.length} bytes arrived`)
+      if (!verifier) {
+        throw zerr('INVALID_ARGUMENT', indexEnd < 0 ? 'pack upload is shorter than its 4-byte index length' : `pack upload announces a ${indexEnd - 4}-byte index, but the body ends before it (truncated?)`)
+      }
+      await flush()
+      checkPackHash(id, packHash.digest('hex'))
+      const check = await verifier.finish(
+        packBytes,
+        async (offset, length) => {
+          const buf = Buffer.allocUnsafe(length)
+          await fh.read(buf, 0, length, offset)
+          return buf
+        },
+        (sid) => this.verifiedPlain(sid),
+      )
+      const had = this.db.packSize(id) !== undefined && (await this.store.statPack(id)) === packBytes
+      if (!had) this.checkQuota(identity.ns, packBytes, `pack ${id}`)
+      await fh.close()
+      await this.store.putPackFile(
+        id,
+        tmp,
+        check.locs.map((l) => ({ sid: l.sid, pack: id, offset: l.offset, length: l.length, size: l.size, codec: l.codec, ...(l.base ? { base: l.base } : {}) })),
+        { sha256: id },
+      )
+      kept = true
+      this.db.addPack(id, packBytes, identity.ns, check.locs)
+      return { pack: id, size: packBytes, chunks: verifier.entries.length, verified: check.verified, stored: !had, received }
+    } finally {
+      await fh.close().catch(() => {})
+      if (!kept) await rm(tmp, { force: true })
+    }
+  }
+
+  /** Verifies and stores an uploaded pack held in memory (body framed as in wire.ts, head already authenticated). */
+  async putPack(identity: Identity, id: string, body: Buffer): Promise<PackAnswer> {
+    const { received: _, ...answer } = await this.receivePack(identity, id, [body], { length: body.length, limit: body.length, checkHead: () => {} })
+    return answer
   }
 
   // ---- flists ----
