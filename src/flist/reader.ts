@@ -118,6 +118,17 @@ export function readAllChunks(db: Database.Database, encryptionKey: Buffer | und
   return chunkInfos(db.prepare(`${CHUNK_COLUMNS} ORDER BY pack, offset`).raw(true).all() as ChunkRow[], encryptionKey)
 }
 
+/** The chunk rows whose id (or pack) is one of `values`, in one query per 500 values, in no particular order. */
+export function readChunksWhere(db: Database.Database, encryptionKey: Buffer | undefined, column: 'id' | 'pack', values: readonly (number | string)[]): ChunkInfo[] {
+  const out: ChunkInfo[] = []
+  for (let i = 0; i < values.length; i += CHUNK_BATCH) {
+    const batch = values.slice(i, i + CHUNK_BATCH)
+    const rows = db.prepare(`${CHUNK_COLUMNS} WHERE ${column} IN (${batch.map(() => '?').join(',')})`).raw(true).all(...batch) as ChunkRow[]
+    out.push(...chunkInfos(rows, encryptionKey))
+  }
+  return out
+}
+
 function corrupt(path: string, what: string, cause?: unknown): ZosError {
   return zerr('FLIST_CORRUPT', `${path}: ${what}`, { path }, cause)
 }
@@ -375,13 +386,8 @@ export class FlistReader {
 
   /** The chunks with these ids, in one query per 500 ids; throws FLIST_CORRUPT naming an id the flist lacks. */
   chunks(ids: readonly number[]): Map<number, ChunkInfo> {
-    const out = new Map<number, ChunkInfo>()
     const unique = [...new Set(ids)]
-    for (let i = 0; i < unique.length; i += CHUNK_BATCH) {
-      const batch = unique.slice(i, i + CHUNK_BATCH)
-      const rows = this.db.prepare(`${CHUNK_COLUMNS} WHERE id IN (${batch.map(() => '?').join(',')})`).raw(true).all(...batch) as ChunkRow[]
-      for (const c of chunkInfos(rows, this.encryptionKey)) out.set(c.id, c)
-    }
+    const out = new Map(readChunksWhere(this.db, this.encryptionKey, 'id', unique).map((c) => [c.id, c] as const))
     const absent = unique.find((id) => !out.has(id))
     if (absent !== undefined) throw corrupt(this.path, `chunk ${absent} is missing`)
     return out

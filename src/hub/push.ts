@@ -22,7 +22,7 @@ import { FlistReader, type ChunkInfo } from '../flist/reader.js'
 import { openSource } from '../flist/source/open.js'
 import { DirStore } from '../store/dir.js'
 import type { Store } from '../store/types.js'
-import { readPushable } from './chunks.js'
+import { PushableFlist } from './chunks.js'
 import type { HubClient } from './client.js'
 import { DEFAULT_TAG } from './names.js'
 import type { HubLocation, PackEntry, PushAnswer } from './wire.js'
@@ -85,18 +85,30 @@ export async function pushFlist(client: HubClient, file: string, options: PushOp
   const started = performance.now()
   const tag = options.tag ?? DEFAULT_TAG
   const progress = options.onProgress ?? (() => {})
-  const { chunks, encrypted } = readPushable(file)
-  const byId = new Map(chunks.map((c) => [c.id, c] as const))
+  // The packs first; chunk rows only for the packs the hub lacks (and the delta bases they need).
+  const flist = PushableFlist.open(file)
+  let encrypted: boolean
+  let chunkCount = 0
+  let inMissing: ChunkInfo[]
+  const byId = new Map<number, ChunkInfo>()
   // The namespace is needed only for the metadata: ask for it while the packs are checked and sent.
   const nsAnswer = options.ns !== undefined ? Promise.resolve(options.ns) : client.whoami().then((w) => w.ns)
   nsAnswer.catch(() => {}) // awaited below; a failure is reported there
-
-  progress({ phase: 'query', done: 0, total: chunks.length })
-  const packs = [...new Set(chunks.map((c) => c.pack))]
-  const missingPacks = new Set(packs.length ? (await client.missing({ packs })).missingPacks : [])
-  const inMissing = chunks.filter((c) => missingPacks.has(c.pack))
+  try {
+    encrypted = flist.encrypted
+    const packCounts = flist.packs()
+    for (const n of packCounts.values()) chunkCount += n
+    progress({ phase: 'query', done: 0, total: chunkCount })
+    const packs = [...packCounts.keys()]
+    const missingPacks = packs.length ? (await client.missing({ packs })).missingPacks : []
+    inMissing = flist.chunksIn(missingPacks)
+    for (const c of inMissing) byId.set(c.id, c)
+    for (const c of flist.chunks(inMissing.flatMap((c) => (c.base !== undefined && !byId.has(c.base) ? [c.base] : [])))) byId.set(c.id, c)
+  } finally {
+    flist.close()
+  }
   const located = inMissing.length ? (await client.missing({ sids: inMissing.map((c) => c.sid) })).locations : {}
-  progress({ phase: 'query', done: chunks.length, total: chunks.length })
+  progress({ phase: 'query', done: chunkCount, total: chunkCount })
 
   // Which chunks move: those the hub has no full copy of.
   const rewrites = new Map<number, HubLocation>()
@@ -237,7 +249,7 @@ export async function pushFlist(client: HubClient, file: string, options: PushOp
       wholePacks,
       copiedChunks: copied.length,
       reusedChunks: [...rewrites.keys()].filter((id) => !copiedSet.has(id)).length,
-      presentChunks: chunks.length - inMissing.length,
+      presentChunks: chunkCount - inMissing.length,
       metadataBytes,
       seconds: (performance.now() - started) / 1000,
     }
