@@ -246,13 +246,21 @@ export class HubDb {
     })
   }
 
-  /** Every recorded chunk location in these packs, keyed "pack:offset". */
-  locationsIn(packs: readonly string[]): Map<string, ChunkLoc> {
-    const out = new Map<string, ChunkLoc>()
+  /** Every recorded chunk location in these packs: pack → offset → location (raw rows, one query per 500 packs). */
+  locationsIn(packs: readonly string[]): Map<string, Map<number, ChunkLoc>> {
+    const out = new Map<string, Map<number, ChunkLoc>>()
     for (let i = 0; i < packs.length; i += BATCH) {
       const batch = packs.slice(i, i + BATCH)
-      const rows = this.q(`SELECT * FROM chunk_locs WHERE pack IN (${batch.map(() => '?').join(',')})`).all(...batch) as LocRow[]
-      for (const r of rows) out.set(`${r.pack}:${r.offset}`, toLoc(r))
+      const rows = this.q(`SELECT pack, offset, length, sid, size, codec, base, verified FROM chunk_locs WHERE pack IN (${batch.map(() => '?').join(',')})`)
+        .raw(true)
+        .all(...batch) as [string, number, number, string, number, number, string | null, number][]
+      for (const [pack, offset, length, sid, size, codec, base, verified] of rows) {
+        let m = out.get(pack)
+        if (!m) out.set(pack, (m = new Map()))
+        const loc: ChunkLoc = { pack, offset, length, sid, size, codec, verified: verified === 1 }
+        if (base !== null) loc.base = base
+        m.set(offset, loc)
+      }
     }
     return out
   }

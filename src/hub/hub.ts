@@ -74,8 +74,9 @@ export interface CommitRequest {
 }
 
 const VERIFY_BATCH = 256
-/** Pack bytes gathered before a write to the upload's temp file. */
+/** Pack bytes gathered before a write to the upload's temp file, and most bytes received but not yet written. */
 const WRITE_BATCH = 1024 * 1024
+const WRITE_AHEAD = 8 * 1024 * 1024
 /** Longest an flist upload waits for the packs it names that are still arriving. */
 const PACK_WAIT_MS = 120_000
 
@@ -297,13 +298,33 @@ export class Hub {
       let verifier: PackVerifier | undefined
       let received = 0
       let packBytes = 0
+      // Pieces are gathered into batches written with one writev each, in the background: the body keeps flowing
+      // while a batch is written, up to WRITE_AHEAD bytes not yet on file.
       let pending: Buffer[] = []
       let pendingBytes = 0
-      const flush = async (): Promise<void> => {
-        let at = packBytes - pendingBytes
-        for (const b of pending) at += (await fh.write(b, 0, b.length, at)).bytesWritten
+      let writing: Promise<void> = Promise.resolve()
+      let unwritten = 0
+      const flush = (): void => {
+        if (pendingBytes === 0) return
+        const batch = pending
+        const bytes = pendingBytes
+        const at = packBytes - pendingBytes
         pending = []
         pendingBytes = 0
+        unwritten += bytes
+        writing = writing.then(async () => {
+          let done = (await fh.writev(batch, at)).bytesWritten
+          // A short write (rare on a regular file): the rest one buffer at a time.
+          for (let i = 0, off = 0; done < bytes; off += batch[i++]!.length) {
+            const b = batch[i]!
+            if (off + b.length <= done) continue
+            const from = Math.max(0, done - off)
+            done += (await fh.write(b, from, b.length - from, at + off + from)).bytesWritten
+            if (done < off + b.length) i-- // this buffer again
+          }
+          unwritten -= bytes
+        })
+        writing.catch(() => {}) // awaited below; a failure surfaces there
       }
       const takePack = async (piece: Buffer): Promise<void> => {
         packHash.update(piece)
@@ -311,7 +332,8 @@ export class Hub {
         pending.push(piece)
         pendingBytes += piece.length
         packBytes += piece.length
-        if (pendingBytes >= WRITE_BATCH) await flush()
+        if (pendingBytes >= WRITE_BATCH) flush()
+        if (unwritten > WRITE_AHEAD) await writing
       }
       for await (const piece of body) {
         received += piece.length
@@ -343,7 +365,8 @@ export class Hub {
       if (!verifier) {
         throw zerr('INVALID_ARGUMENT', indexEnd < 0 ? 'pack upload is shorter than its 4-byte index length' : `pack upload announces a ${indexEnd - 4}-byte index, but the body ends before it (truncated?)`)
       }
-      await flush()
+      flush()
+      await writing
       checkPackHash(id, packHash.digest('hex'))
       const check = await verifier.finish(
         packBytes,
@@ -448,32 +471,37 @@ export class Hub {
     const packIds = [...new Set(chunks.map((c) => c.pack))]
     let storedBytes = 0
     for (const c of chunks) storedBytes += c.length
-    const compare = (): { missing: ChunkInfo[]; toVerify: ChunkInfo[] } => {
-      const sizes = this.db.packSizes(packIds)
-      const locs = this.db.locationsIn(packIds.filter((p) => sizes.has(p)))
+    /** Which of these chunks are not on the hub, and which are but not yet verified at exactly that place. */
+    const compare = (list: readonly ChunkInfo[]): { missing: ChunkInfo[]; toVerify: ChunkInfo[] } => {
+      const wanted = [...new Set(list.map((c) => c.pack))]
+      const sizes = this.db.packSizes(wanted)
+      const locs = this.db.locationsIn(wanted.filter((p) => sizes.has(p)))
       const missing: ChunkInfo[] = []
       const toVerify: ChunkInfo[] = []
-      for (const c of chunks) {
+      for (const c of list) {
         const size = sizes.get(c.pack)
         if (size === undefined || c.offset + c.length > size) {
           missing.push(c)
           continue
         }
-        const loc = locs.get(`${c.pack}:${c.offset}`)
+        const loc = locs.get(c.pack)?.get(c.offset)
         const baseSid = c.base !== undefined ? byId.get(c.base)?.sid : undefined
         const same = loc && loc.sid === c.sid && loc.length === c.length && loc.size === c.size && loc.codec === c.codec && loc.base === baseSid
         if (!same || !loc.verified) toVerify.push(c)
       }
       return { missing, toVerify }
     }
-    let { missing, toVerify } = compare()
-    // Packs still being uploaded (the push sent this flist alongside them): wait for them, then look again.
+    let { missing, toVerify } = compare(chunks)
+    // Packs still being uploaded (the push sent this flist alongside them): wait for them, then look again at
+    // the chunks that were missing.
     const waits = [...new Set(missing.map((c) => c.pack))].flatMap((p) => [...(this.arriving.get(p) ?? [])])
     if (waits.length > 0) {
       let timer: NodeJS.Timeout | undefined
       await Promise.race([Promise.all(waits), new Promise<void>((resolve) => (timer = setTimeout(resolve, PACK_WAIT_MS).unref()))])
       clearTimeout(timer)
-      ;({ missing, toVerify } = compare())
+      const again = compare(missing)
+      missing = again.missing
+      toVerify = [...toVerify, ...again.toVerify]
     }
     if (missing.length > 0) {
       const first = missing[0]!
