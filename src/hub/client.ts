@@ -254,9 +254,10 @@ export class HubClient {
   async missing(query: { sids?: readonly string[]; packs?: readonly string[] }): Promise<MissingAnswer> {
     const sids = [...new Set(query.sids ?? [])]
     const packs = [...new Set(query.packs ?? [])]
-    const out: MissingAnswer = { missing: [], missingPacks: [], locations: {} }
+    const out: MissingAnswer = { ns: '', missing: [], missingPacks: [], locations: {} }
     for (let i = 0; i < Math.max(sids.length, packs.length, 1); i += MAX_QUERY_IDS) {
       const a = await this.sendJson<MissingAnswer>('POST', `${API}/chunks/missing`, { sids: sids.slice(i, i + MAX_QUERY_IDS), packs: packs.slice(i, i + MAX_QUERY_IDS) })
+      out.ns = a.ns
       out.missing.push(...a.missing)
       out.missingPacks.push(...a.missingPacks)
       Object.assign(out.locations, a.locations)

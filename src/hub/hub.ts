@@ -238,7 +238,7 @@ export class Hub {
       locations[sid] = loc
     }
     const missingPacks = [...new Set(query.packs)].filter((p) => this.db.packSize(p) === undefined)
-    return { missing, missingPacks, locations }
+    return { ns: identity.ns, missing, missingPacks, locations }
   }
 
   /**

@@ -91,16 +91,17 @@ export async function pushFlist(client: HubClient, file: string, options: PushOp
   let chunkCount = 0
   let inMissing: ChunkInfo[]
   const byId = new Map<number, ChunkInfo>()
-  // The namespace is needed only for the metadata: ask for it while the packs are checked and sent.
-  const nsAnswer = options.ns !== undefined ? Promise.resolve(options.ns) : client.whoami().then((w) => w.ns)
-  nsAnswer.catch(() => {}) // awaited below; a failure is reported there
+  // The namespace (needed for the metadata) comes with the missing-pack answer.
+  let ns = options.ns
   try {
     encrypted = flist.encrypted
     const packCounts = flist.packs()
     for (const n of packCounts.values()) chunkCount += n
     progress({ phase: 'query', done: 0, total: chunkCount })
     const packs = [...packCounts.keys()]
-    const missingPacks = packs.length ? (await client.missing({ packs })).missingPacks : []
+    const answer = await client.missing({ packs })
+    ns ??= answer.ns
+    const missingPacks = answer.missingPacks
     inMissing = flist.chunksIn(missingPacks)
     for (const c of inMissing) byId.set(c.id, c)
     for (const c of flist.chunks(inMissing.flatMap((c) => (c.base !== undefined && !byId.has(c.base) ? [c.base] : [])))) byId.set(c.id, c)
@@ -224,8 +225,7 @@ export async function pushFlist(client: HubClient, file: string, options: PushOp
       rewriteLocations(sendFile, rewrites, byId)
       FlistReader.open(sendFile).close() // the seal and signatures must still hold
     }
-    const ns = await nsAnswer
-    const sendMetadata = (): Promise<PushAnswer> => client.uploadFlist(ns, options.name, sendFile, { tag, latest: options.latest ?? true })
+    const sendMetadata = (): Promise<PushAnswer> => client.uploadFlist(ns!, options.name, sendFile, { tag, latest: options.latest ?? true })
     const early = sendMetadata()
     early.catch(() => {}) // awaited below, after the packs (whose errors come first)
     await uploading

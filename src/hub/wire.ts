@@ -55,6 +55,8 @@ export interface HubLocation {
 }
 
 export interface MissingAnswer {
+  /** The caller's namespace (what /whoami answers as ns: a push needs it and saves asking). */
+  ns: string
   /** Asked sids the hub has no usable copy of. */
   missing: string[]
   /** Asked packs the hub does not have. */

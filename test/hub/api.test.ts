@@ -77,6 +77,7 @@ test('api - packs: upload verified and idempotent, Range reads with ETag and imm
   const client = hub.client(key)
   const [p] = await packsOf(v1)
   const before = await client.missing({ sids: p!.entries.map((e) => e.sid), packs: [p!.id] })
+  assert.equal(before.ns, nsOf(key), 'the answer names the caller\'s namespace')
   assert.deepEqual(before.missingPacks, [p!.id])
   assert.equal(before.missing.length, p!.entries.length)
   const put = await client.putPack(p!.id, p!.entries, p!.data)
