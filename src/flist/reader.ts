@@ -7,6 +7,7 @@ import { statSync } from 'node:fs'
 import { zerr, ZosError, errorMessage } from '../core/errors.js'
 import { addressOf, verifyDomain } from '../core/keys.js'
 import { validateChunkerParams, type ChunkerParams } from './chunker.js'
+import { readAllChunks, readChunksWhere, type ChunkInfo } from './chunks.js'
 import { CODEC_ZSTD_DELTA, isCodec, storeId } from './codec.js'
 import { computeRoot } from './root.js'
 import { APPLICATION_ID, FORMAT_NAME, FORMAT_VERSION, ROOT_INO, SIGNATURE_DOMAIN, S_IFDIR, S_IFMT, S_IFREG, typeOfMode, type InodeType } from './schema.js'
@@ -26,18 +27,7 @@ export interface Inode {
   target?: Buffer
 }
 
-export interface ChunkInfo {
-  id: number
-  hash: Buffer
-  /** Store id (hex). */
-  sid: string
-  size: number
-  pack: string
-  offset: number
-  length: number
-  codec: number
-  base?: number
-}
+export type { ChunkInfo } from './chunks.js'
 
 export interface Extent {
   offset: number
@@ -94,39 +84,6 @@ interface InodeRow {
   atime: bigint
   ctime: bigint
   target: Buffer | null
-}
-
-/** A chunk row as `raw` statements return it: id, hash, size, pack, offset, length, codec, base. */
-type ChunkRow = [number, Buffer, number, string, number, number, number, number | null]
-const CHUNK_COLUMNS = 'SELECT id, hash, size, pack, offset, length, codec, base FROM chunk'
-/** Ids per query of `chunks()` (below SQLite's parameter limit). */
-const CHUNK_BATCH = 500
-
-function chunkInfos(rows: readonly ChunkRow[], key: Buffer | undefined): ChunkInfo[] {
-  return rows.map(([id, hash, size, pack, offset, length, codec, base]) => {
-    const c: ChunkInfo = { id, hash, sid: key ? storeId(hash, key) : hash.toString('hex'), size, pack, offset, length, codec }
-    if (base !== null) c.base = base
-    return c
-  })
-}
-
-/**
- * Every chunk row of an open flist database in pack order, in one query. FlistReader.allChunks after the full
- * checks of open(); the hub client calls it directly on a file it is about to push (the hub checks that file).
- */
-export function readAllChunks(db: Database.Database, encryptionKey: Buffer | undefined): ChunkInfo[] {
-  return chunkInfos(db.prepare(`${CHUNK_COLUMNS} ORDER BY pack, offset`).raw(true).all() as ChunkRow[], encryptionKey)
-}
-
-/** The chunk rows whose id (or pack) is one of `values`, in one query per 500 values, in no particular order. */
-export function readChunksWhere(db: Database.Database, encryptionKey: Buffer | undefined, column: 'id' | 'pack', values: readonly (number | string)[]): ChunkInfo[] {
-  const out: ChunkInfo[] = []
-  for (let i = 0; i < values.length; i += CHUNK_BATCH) {
-    const batch = values.slice(i, i + CHUNK_BATCH)
-    const rows = db.prepare(`${CHUNK_COLUMNS} WHERE ${column} IN (${batch.map(() => '?').join(',')})`).raw(true).all(...batch) as ChunkRow[]
-    out.push(...chunkInfos(rows, encryptionKey))
-  }
-  return out
 }
 
 function corrupt(path: string, what: string, cause?: unknown): ZosError {

@@ -3,7 +3,7 @@
 // the packs the hub lacks (a second version sharing most packs reads a few rows, not all of them).
 import Database from 'better-sqlite3'
 import { errorMessage, zerr, ZosError } from '../core/errors.js'
-import { readAllChunks, readChunksWhere, type ChunkInfo } from '../flist/reader.js'
+import { readAllChunks, readChunksWhere, type ChunkInfo } from '../flist/chunks.js'
 import { APPLICATION_ID } from '../flist/schema.js'
 
 export class PushableFlist {

@@ -5,22 +5,22 @@
 // chunks the hub all lacks is uploaded as it is; the few missing chunks of other packs are copied (still
 // encoded) into new packs. Chunk locations are not covered by the root hash (docs/flist-format.md §5), so the
 // metadata sent may point elsewhere than the local file and its seal and signatures stay valid. Only the
-// bytes the hub lacks move; the metadata goes last, once everything it names is there.
+// bytes the hub lacks move; the metadata goes once every pack is on its way (the hub waits for arriving packs).
 //
 // A directory or archive (`pushSource`): packed locally into a temporary store, signed with the caller's key,
 // then pushed as above (the hub never sees content the publisher did not sign). `convertOnHub` instead uploads
 // an archive for the hub to convert (and sign with the hub's key).
+//
+// Only what pushing an flist file needs is imported up front; packing a source (codecs, worker pool, archive
+// readers) and the full flist reader load when they are used, so `zos hub push FILE.fl` starts quickly.
+import { createHash } from 'node:crypto'
 import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import Database from 'better-sqlite3'
 import { zerr, ZosError } from '../core/errors.js'
 import type { KeyPair } from '../core/keys.js'
-import { sha256 } from '../flist/codec.js'
-import { createPackPool, pack } from '../flist/pack.js'
-import { FlistReader, type ChunkInfo } from '../flist/reader.js'
-import { openSource } from '../flist/source/open.js'
-import { DirStore } from '../store/dir.js'
+import type { ChunkInfo } from '../flist/chunks.js'
 import type { Store } from '../store/types.js'
 import { PushableFlist } from './chunks.js'
 import type { HubClient } from './client.js'
@@ -159,7 +159,7 @@ export async function pushFlist(client: HubClient, file: string, options: PushOp
         const parts: Buffer[] = []
         for (let i = 0; i < members.length; i += READ_BATCH) parts.push(...(await s.readRanges(members.slice(i, i + READ_BATCH))))
         const data = Buffer.concat(parts)
-        const id = sha256(data).toString('hex')
+        const id = createHash('sha256').update(data).digest('hex')
         let off = 0
         const entries = members.map((c, i) => {
           const e = entryOf(c, byId, encrypted, off)
@@ -223,6 +223,7 @@ export async function pushFlist(client: HubClient, file: string, options: PushOp
       sendFile = join(tmpDir, basename(file))
       await copyFile(file, sendFile)
       rewriteLocations(sendFile, rewrites, byId)
+      const { FlistReader } = await import('../flist/reader.js')
       FlistReader.open(sendFile).close() // the seal and signatures must still hold
     }
     const sendMetadata = (): Promise<PushAnswer> => client.uploadFlist(ns!, options.name, sendFile, { tag, latest: options.latest ?? true })
@@ -283,6 +284,7 @@ export interface SourcePushOptions extends Omit<PushOptions, 'store'> {
 
 /** Packs a directory or archive locally (signed with `key`) into a temporary store and pushes it. */
 export async function pushSource(client: HubClient, source: string, options: SourcePushOptions): Promise<PushResult & { packSeconds: number }> {
+  const [{ createPackPool, pack }, { openSource }, { DirStore }] = await Promise.all([import('../flist/pack.js'), import('../flist/source/open.js'), import('../store/dir.js')])
   const dir = await mkdtemp(join(tmpdir(), 'zos-push-'))
   const progress = options.onProgress ?? (() => {})
   try {
