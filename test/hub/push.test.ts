@@ -83,11 +83,13 @@ test('push - metadata that overtakes its packs (the hub had not seen them start)
   const dir = await tempDir(t)
   const client = hub.client(key)
   const v1 = await packTree(t, dir, 'v1', tree(1), { signers: [key] })
-  // A client whose pack uploads say they have begun 300 ms before they do: the metadata arrives first.
+  // A client whose pack uploads say they have begun but start only once the hub has answered the metadata.
+  let answered!: () => void
+  const firstAnswer = new Promise<void>((resolve) => (answered = resolve))
   const putPack = client.putPack.bind(client)
   client.putPack = async (id, entries, data, onSent, onStarted) => {
     onStarted?.()
-    await new Promise((r) => setTimeout(r, 300))
+    await firstAnswer
     return putPack(id, entries, data, onSent)
   }
   const uploadFlist = client.uploadFlist.bind(client)
@@ -100,6 +102,8 @@ test('push - metadata that overtakes its packs (the hub had not seen them start)
     } catch (err) {
       sent.push((err as { code?: string }).code ?? 'error')
       throw err
+    } finally {
+      answered()
     }
   }
   const r = await pushFlist(client, v1.file, { name: 'app', tag: 'v1', store: v1.store })
