@@ -13,7 +13,6 @@ import { existsSync } from 'node:fs'
 import { mkdir, open, readdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { errorMessage, zerr, ZosError } from '../core/errors.js'
-import { siblingModule, WorkerPool } from '../core/worker-pool.js'
 import { generateKey, loadKey, saveKey, type KeyPair } from '../core/keys.js'
 import { ChunkDecodeError, CODEC_ZSTD_DELTA, decodeChunk } from '../flist/codec.js'
 import { ChunkFetcher } from '../flist/fetch.js'
@@ -22,7 +21,6 @@ import Database from 'better-sqlite3'
 import { DirStore, packPath } from '../store/dir.js'
 import type { Identity } from './auth.js'
 import { HubDb, type ChunkLoc, type Version } from './db.js'
-import type { FlistCheck, FlistCheckRequest } from './flist-worker.js'
 import { checkDigest, checkName, checkTag, DEFAULT_TAG, normalizeNs } from './names.js'
 import { checkPackHash, PackVerifier } from './packs.js'
 import { MAX_INDEX_BYTES, parsePackIndex, type HubLocation, type MissingAnswer, type NameDetail, type NameSummary, type PackAnswer, type PushAnswer, type TagAnswer, type VersionInfo, type WhoAmI } from './wire.js'
@@ -93,7 +91,6 @@ export class Hub {
   private closed = false
   /** Pack uploads being received, by pack id: an flist that names one of them waits for it (see checkChunks). */
   private readonly arriving = new Map<string, Set<Promise<void>>>()
-  private checker: WorkerPool<FlistCheckRequest, FlistCheck> | undefined
 
   private constructor(readonly root: string, store: DirStore, db: HubDb, key: KeyPair, options: HubOptions) {
     this.store = store
@@ -132,7 +129,6 @@ export class Hub {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    await this.checker?.close()
     await this.store.close()
     this.db.close()
   }
@@ -412,18 +408,18 @@ export class Hub {
    * tag (and `latest`) at it. The file at `req.path` is moved into place or removed, whatever happens.
    */
   async commitFlist(who: Committer, req: CommitRequest): Promise<PushAnswer> {
+    let reader: FlistReader | undefined
     try {
       const ns = who.converted ? normalizeNs(req.ns) : this.checkWrite(who.identity, req.ns)
       const name = checkName(req.name)
       const tag = checkTag(req.tag)
       checkDigest(req.digest)
-      // FlistReader.open's checks (seal, signatures, invariants) run in a worker thread: they overlap the packs
-      // this flist names that are still arriving on the main thread.
-      const checked = await this.flistChecker().run({ path: req.path })
-      for (const c of checked.chunks) c.hash = Buffer.from(c.hash.buffer, c.hash.byteOffset, c.hash.byteLength) // cloned as a Uint8Array
-      const signers = this.checkSigners(checked.signers, ns, who)
-      const { packs, verifiedNow, storedBytes } = await this.checkChunks(req.path, checked.chunks)
-      const summary = checked.summary
+      reader = FlistReader.open(req.path)
+      const signers = this.checkSigners(reader, ns, who)
+      const { packs, verifiedNow, storedBytes } = await this.checkChunks(reader)
+      const summary = reader.summary()
+      reader.close()
+      reader = undefined
       const existing = this.db.versionByDigest(ns, name, req.digest)
       if (!existing) this.checkQuota(ns, req.size, `flist ${name}:${tag}`)
       const final = this.flistPath(req.digest)
@@ -444,20 +440,15 @@ export class Hub {
       if (previous !== undefined) answer.previous = previous
       return answer
     } catch (err) {
+      reader?.close()
       await rm(req.path, { force: true })
       throw err
     }
   }
 
-  /** The worker thread that checks uploaded metadata files (started on first use). */
-  private flistChecker(): WorkerPool<FlistCheckRequest, FlistCheck> {
-    if (this.closed) throw zerr('HUB_UNAVAILABLE', 'the hub is shutting down')
-    this.checker ??= new WorkerPool<FlistCheckRequest, FlistCheck>(siblingModule(import.meta.url, 'flist-worker'), 1)
-    return this.checker
-  }
-
   /** Signers of an upload: all valid, and one of them the namespace's twin, a signer it listed, or (conversions) the hub. */
-  private checkSigners(signers: readonly { address: string; valid: boolean }[], ns: string, who: Committer): string[] {
+  private checkSigners(reader: FlistReader, ns: string, who: Committer): string[] {
+    const signers = reader.signers
     if (signers.length === 0) throw zerr('UNTRUSTED_SIGNER', `${who.converted ? 'converted flist' : 'the flist'} is not signed: sign it with \`zos flist pack --sign KEY\` (zos hub push does)`)
     const bad = signers.find((s) => !s.valid)
     if (bad) throw zerr('SIGNATURE_INVALID', `the signature by ${bad.address} does not verify: the flist was altered after signing`, { signer: bad.address })
@@ -474,7 +465,8 @@ export class Hub {
    * Every chunk the flist names must be on the hub, at the place it says, and verified: chunks the hub could not
    * decode at pack upload (encrypted, or a delta sent before its base) are decoded now with what the flist knows.
    */
-  private async checkChunks(path: string, chunks: readonly ChunkInfo[]): Promise<{ packs: string[]; verifiedNow: number; storedBytes: number }> {
+  private async checkChunks(reader: FlistReader): Promise<{ packs: string[]; verifiedNow: number; storedBytes: number }> {
+    const chunks = reader.allChunks()
     const byId = new Map(chunks.map((c) => [c.id, c] as const))
     const packIds = [...new Set(chunks.map((c) => c.pack))]
     let storedBytes = 0
@@ -520,23 +512,15 @@ export class Hub {
       })
     }
     if (toVerify.length > 0) {
-      // Chunks to decode now (encrypted, or deltas sent before their base): the reader holds the key. The worker
-      // checked this file already; it has not changed since (it is ours, in DATA/tmp), so opening it again here
-      // repeats those checks only on this rarer path.
-      const reader = FlistReader.open(path)
-      try {
-        const fetcher = new ChunkFetcher(reader, this.store, { memoryBytes: 16 * MIB })
-        for (let i = 0; i < toVerify.length; i += VERIFY_BATCH) {
-          const batch = toVerify.slice(i, i + VERIFY_BATCH)
-          await fetcher.fetch(batch.map((c) => c.id)) // throws CHUNK_TAMPERED naming the chunk
-          for (const c of batch) {
-            const loc: Omit<ChunkLoc, 'verified'> = { pack: c.pack, offset: c.offset, length: c.length, sid: c.sid, size: c.size, codec: c.codec }
-            if (c.base !== undefined) loc.base = byId.get(c.base)!.sid
-            this.db.markVerified(loc)
-          }
+      const fetcher = new ChunkFetcher(reader, this.store, { memoryBytes: 16 * MIB })
+      for (let i = 0; i < toVerify.length; i += VERIFY_BATCH) {
+        const batch = toVerify.slice(i, i + VERIFY_BATCH)
+        await fetcher.fetch(batch.map((c) => c.id)) // throws CHUNK_TAMPERED naming the chunk
+        for (const c of batch) {
+          const loc: Omit<ChunkLoc, 'verified'> = { pack: c.pack, offset: c.offset, length: c.length, sid: c.sid, size: c.size, codec: c.codec }
+          if (c.base !== undefined) loc.base = byId.get(c.base)!.sid
+          this.db.markVerified(loc)
         }
-      } finally {
-        reader.close()
       }
     }
     return { packs: packIds, verifiedNow: toVerify.length, storedBytes }
