@@ -157,13 +157,13 @@ export function registerHub(program: Command): void {
     try {
       const st = await fs.stat(source).catch(() => undefined)
       if (!st) throw zerr('NOT_FOUND', `${source} does not exist`)
-      const ns = ref.ns ?? (await client.whoami()).ns
-      const base = { ns, name: ref.name, tag: ref.tag ?? 'latest', latest: opts.latest !== false, onProgress }
+      // Without NS the push learns the namespace from its first query (a conversion asks /whoami).
+      const base = { ...(ref.ns !== undefined ? { ns: ref.ns } : {}), name: ref.name, tag: ref.tag ?? 'latest', latest: opts.latest !== false, onProgress }
       if (opts.convert) {
         if (!st.isFile() || (await isFlistFile(source))) throw zerr('INVALID_ARGUMENT', '--convert uploads an archive file (tar, tar.gz, tar.zst, docker save or OCI archive)')
         const r = await push.convertOnHub(client, source, base)
         bar.stop()
-        emit(cmd, { ...r, ref: hubUrlOf(client.url, { ns, name: ref.name, tag: base.tag }) }, (x) =>
+        emit(cmd, { ...r, ref: hubUrlOf(client.url, { ns: r.version.ns, name: ref.name, tag: base.tag }) }, (x) =>
           [
             `converted ${source} on the hub into ${x.version.ns}/${x.version.name}:${base.tag}`,
             `  root     ${x.version.root}`,

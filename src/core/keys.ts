@@ -6,8 +6,8 @@ import { createHash, randomBytes } from 'node:crypto'
 import { readFile, writeFile, rename, mkdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { homedir } from 'node:os'
-import { z } from 'zod'
 import { zerr } from './errors.js'
+import { ecc, uncompressed as uncompressedKey, verifyDigest } from './secp.js'
 
 export interface KeyPair {
   readonly privateKey: Buffer // 32 bytes
@@ -15,11 +15,16 @@ export interface KeyPair {
   readonly address: `0x${string}` // EVM address (checksummed)
 }
 
-const KeyFileSchema = z.object({
-  type: z.literal('secp256k1'),
-  privateKey: z.string().regex(/^(0x)?[0-9a-fA-F]{64}$/, 'privateKey must be 32 bytes of hex'),
-  address: z.string().optional(),
-})
+/** What a key file must hold (checked by hand: a CLI command that only loads its key need not load zod). */
+function keyFileProblems(v: unknown): string[] {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return ['file: expected an object']
+  const o = v as Record<string, unknown>
+  const problems: string[] = []
+  if (o.type !== 'secp256k1') problems.push(`type: expected "secp256k1"`)
+  if (typeof o.privateKey !== 'string' || !/^(0x)?[0-9a-fA-F]{64}$/.test(o.privateKey)) problems.push('privateKey: privateKey must be 32 bytes of hex')
+  if (o.address !== undefined && typeof o.address !== 'string') problems.push('address: expected a string')
+  return problems
+}
 
 /** Default key file: $ZOS_KEY (set by a current local grid), else $ZOS_HOME/key.json, else ~/.zos/key.json. */
 export function defaultKeyPath(): string {
@@ -27,23 +32,25 @@ export function defaultKeyPath(): string {
 }
 
 export function keyFromPrivate(privateKey: Uint8Array): KeyPair {
-  if (privateKey.length !== 32 || !secp256k1.utils.isValidSecretKey(privateKey)) {
+  // libsecp256k1: the pure-JS curve builds its precomputed tables on first use (hundreds of ms in a CLI start).
+  if (privateKey.length !== 32 || !ecc().isPrivate(privateKey)) {
     throw zerr('INVALID_ARGUMENT', 'not a valid secp256k1 private key')
   }
-  const publicKey = Buffer.from(secp256k1.getPublicKey(privateKey, true))
+  const publicKey = Buffer.from(ecc().pointFromScalar(privateKey, true)!)
   return { privateKey: Buffer.from(privateKey), publicKey, address: addressOf(publicKey) }
 }
 
 export function generateKey(): KeyPair {
   for (;;) {
     const candidate = randomBytes(32)
-    if (secp256k1.utils.isValidSecretKey(candidate)) return keyFromPrivate(candidate)
+    if (ecc().isPrivate(candidate)) return keyFromPrivate(candidate)
   }
 }
 
 /** EVM address of a public key (compressed or uncompressed), EIP-55 checksummed. */
 export function addressOf(publicKey: Uint8Array): `0x${string}` {
-  const uncompressed = secp256k1.Point.fromBytes(publicKey).toBytes(false)
+  // libsecp256k1 decompresses a point in microseconds; the pure-JS curve takes about a millisecond.
+  const uncompressed = uncompressedKey(publicKey)
   const raw = Buffer.from(keccak_256(uncompressed.subarray(1))).subarray(12).toString('hex')
   const hash = Buffer.from(keccak_256(Buffer.from(raw, 'ascii'))).toString('hex')
   let out = ''
@@ -83,9 +90,9 @@ export async function loadKey(path: string): Promise<KeyPair> {
   } catch (err) {
     throw zerr('INVALID_ARGUMENT', `key file ${path} is not JSON`, { path }, err)
   }
-  const r = KeyFileSchema.safeParse(parsed)
-  if (!r.success) throw zerr('INVALID_ARGUMENT', `key file ${path} is not a zos key: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`)
-  return keyFromPrivate(Buffer.from(r.data.privateKey.replace(/^0x/, ''), 'hex'))
+  const problems = keyFileProblems(parsed)
+  if (problems.length > 0) throw zerr('INVALID_ARGUMENT', `key file ${path} is not a zos key: ${problems.join('; ')}`)
+  return keyFromPrivate(Buffer.from((parsed as { privateKey: string }).privateKey.replace(/^0x/, ''), 'hex'))
 }
 
 /** Digest of a domain-separated message: sha256(domain || 0x00 || message). */
@@ -101,14 +108,10 @@ export function signDomain(key: KeyPair, domain: string, message: Uint8Array): B
   return Buffer.concat([Buffer.from(sig.subarray(1)), Buffer.from(sig.subarray(0, 1))])
 }
 
+/** Checks a signature made by signDomain (65 bytes; the recovery byte is not needed). Low s only. */
 export function verifyDomain(publicKey: Uint8Array, domain: string, message: Uint8Array, signature: Uint8Array): boolean {
   if (signature.length !== 65) return false
-  try {
-    const digest = domainDigest(domain, message)
-    return secp256k1.verify(signature.subarray(0, 64), digest, publicKey, { prehash: false, format: 'compact' })
-  } catch {
-    return false
-  }
+  return verifyDigest(domainDigest(domain, message), publicKey, signature.subarray(0, 64))
 }
 
 /**

@@ -9,6 +9,9 @@
 import { createCipheriv, createDecipheriv, createHmac, hash, randomBytes } from 'node:crypto'
 import { Decompressor } from 'zstd-napi'
 import zstd from 'zstd-napi/binding.js'
+import { storeId } from './chunks.js'
+
+export { storeId }
 
 export const CODEC_RAW = 0
 export const CODEC_ZSTD = 1
@@ -19,12 +22,6 @@ export const CODEC_NAMES: Record<Codec, string> = { 0: 'raw', 1: 'zstd', 2: 'zst
 
 export function isCodec(n: number): n is Codec {
   return n === CODEC_RAW || n === CODEC_ZSTD || n === CODEC_ZSTD_DELTA
-}
-
-/** Store-visible id of a chunk: hex sha256 of the plaintext, or a keyed id under the flist's encryption key. */
-export function storeId(hash: Uint8Array, key: Buffer | undefined): string {
-  if (!key) return Buffer.from(hash).toString('hex')
-  return createHmac('sha256', key).update('zos-chunk-id-v1').update(hash).digest('hex')
 }
 
 export function sha256(data: Uint8Array): Buffer {

@@ -97,7 +97,7 @@ class PackBuilder {
 
   private track(pack: string, data: Buffer, blobs: readonly Omit<PendingBlob, 'data'>[], locations: readonly ChunkLocation[]): void {
     // Named here (flush) or by a worker of this packer: the store need not hash the pack again.
-    const p = this.store.putPack(pack, data, locations, { idComputed: true }).then(() => {
+    const p = this.store.putPack(pack, data, locations, { sha256: pack }).then(() => {
       this.packs++
       this.storedBytes += data.length
       blobs.forEach((b, i) => {

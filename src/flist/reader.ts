@@ -7,6 +7,7 @@ import { statSync } from 'node:fs'
 import { zerr, ZosError, errorMessage } from '../core/errors.js'
 import { addressOf, verifyDomain } from '../core/keys.js'
 import { validateChunkerParams, type ChunkerParams } from './chunker.js'
+import { readAllChunks, readChunksWhere, type ChunkInfo } from './chunks.js'
 import { CODEC_ZSTD_DELTA, isCodec, storeId } from './codec.js'
 import { computeRoot } from './root.js'
 import { APPLICATION_ID, FORMAT_NAME, FORMAT_VERSION, ROOT_INO, SIGNATURE_DOMAIN, S_IFDIR, S_IFMT, S_IFREG, typeOfMode, type InodeType } from './schema.js'
@@ -26,18 +27,7 @@ export interface Inode {
   target?: Buffer
 }
 
-export interface ChunkInfo {
-  id: number
-  hash: Buffer
-  /** Store id (hex). */
-  sid: string
-  size: number
-  pack: string
-  offset: number
-  length: number
-  codec: number
-  base?: number
-}
+export type { ChunkInfo } from './chunks.js'
 
 export interface Extent {
   offset: number
@@ -343,10 +333,23 @@ export class FlistReader {
     return (this.db.prepare('SELECT ino FROM prefetch ORDER BY seq').all() as { ino: number }[]).map((r) => r.ino)
   }
 
-  /** Every chunk of the flist (including delta bases), in pack order: what verify and prefetch fetch. */
+  /**
+   * Every chunk of the flist (including delta bases), in pack order: what verify, prefetch and hub pushes walk.
+   * One query for all rows (a lookup per chunk costs ~17 µs each: 20 ms for a 1,000-chunk image).
+   */
   allChunks(): ChunkInfo[] {
-    return (this.db.prepare('SELECT id FROM chunk ORDER BY pack, offset').all() as { id: number }[]).map((r) => this.chunk(r.id))
+    return readAllChunks(this.db, this.encryptionKey)
   }
+
+  /** The chunks with these ids, in one query per 500 ids; throws FLIST_CORRUPT naming an id the flist lacks. */
+  chunks(ids: readonly number[]): Map<number, ChunkInfo> {
+    const unique = [...new Set(ids)]
+    const out = new Map(readChunksWhere(this.db, this.encryptionKey, 'id', unique).map((c) => [c.id, c] as const))
+    const absent = unique.find((id) => !out.has(id))
+    if (absent !== undefined) throw corrupt(this.path, `chunk ${absent} is missing`)
+    return out
+  }
+
 
   /** Depth-first walk in name order: parents before children; each hard-linked inode once per name. */
   *walk(start = ROOT_INO, prefix = ''): Generator<{ path: string; inode: Inode }> {

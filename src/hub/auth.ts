@@ -7,10 +7,10 @@
 // The signer's account is the identity: its twin on the ledger (namespace = twin id) or, when the hub runs
 // without a ledger, the address itself (namespace = lowercase address).
 import { createHash, randomBytes } from 'node:crypto'
-import * as ecc from 'tiny-secp256k1'
 import { z } from 'zod'
 import { zerr } from '../core/errors.js'
 import { addressOf, domainDigest, type KeyPair } from '../core/keys.js'
+import { ecc, verifyDigest } from '../core/secp.js'
 
 export const TOKEN_SCHEME = 'ZosHub'
 export const TOKEN_DOMAIN = 'zos-hub-request-v1'
@@ -54,7 +54,7 @@ export function createToken(key: KeyPair, request: { method: string; path: strin
     k: key.publicKey.toString('hex'),
   }
   const payload = Buffer.from(JSON.stringify(claims))
-  const signature = Buffer.from(ecc.sign(domainDigest(TOKEN_DOMAIN, payload), key.privateKey))
+  const signature = Buffer.from(ecc().sign(domainDigest(TOKEN_DOMAIN, payload), key.privateKey))
   return `${TOKEN_SCHEME} ${payload.toString('base64url')}.${signature.toString('base64url')}`
 }
 
@@ -98,15 +98,13 @@ export function verifyToken(header: string | undefined, request: { method: strin
   const r = ClaimsSchema.safeParse(parsed)
   if (!r.success) throw zerr('HUB_AUTH', `malformed token: ${r.error.issues.map((i) => `${i.path.join('.') || 'payload'}: ${i.message}`).join('; ')}`)
   const claims = r.data
-  const publicKey = Buffer.from(claims.k, 'hex')
   let address: `0x${string}`
-  let valid: boolean
   try {
     address = addressOfKey(claims.k)
-    valid = signature.length === 64 && ecc.verify(domainDigest(TOKEN_DOMAIN, payload), publicKey, signature, true)
   } catch {
     throw zerr('HUB_AUTH', 'token key is not a valid secp256k1 public key')
   }
+  const valid = verifyDigest(domainDigest(TOKEN_DOMAIN, payload), Buffer.from(claims.k, 'hex'), signature)
   if (!valid) throw zerr('HUB_AUTH', `token signature does not verify for key ${address}`)
   const nowS = now / 1000
   if (claims.e < nowS - CLOCK_SKEW_S) throw zerr('HUB_AUTH', `token expired ${Math.round(nowS - claims.e)} s ago: check the clock, or retry`)

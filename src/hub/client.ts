@@ -34,6 +34,8 @@ interface CallOptions {
   auth?: boolean
   /** Called with body bytes sent so far. */
   onSent?: (bytes: number) => void
+  /** Called once the request line, headers and first body bytes are on a connected socket. */
+  onStarted?: () => void
   /** Stream the answer into this file instead of memory. */
   saveTo?: string
   headers?: Record<string, string>
@@ -170,6 +172,7 @@ export class HubClient {
         let part = 0
         let off = 0
         let sent = 0
+        let first = options.onStarted
         const pump = (): void => {
           while (part < parts.length) {
             const buf = parts[part]!
@@ -182,7 +185,15 @@ export class HubClient {
             off += chunk.length
             sent += chunk.length
             options.onSent?.(sent)
-            if (!req.write(chunk)) {
+            const flowing = req.write(chunk)
+            if (first) {
+              const started = first
+              first = undefined
+              const socket = req.socket
+              if (socket && !socket.connecting) started()
+              else req.once('socket', (s) => (s.connecting ? s.once('connect', started) : started()))
+            }
+            if (!flowing) {
               req.once('drain', pump)
               return
             }
@@ -243,9 +254,10 @@ export class HubClient {
   async missing(query: { sids?: readonly string[]; packs?: readonly string[] }): Promise<MissingAnswer> {
     const sids = [...new Set(query.sids ?? [])]
     const packs = [...new Set(query.packs ?? [])]
-    const out: MissingAnswer = { missing: [], missingPacks: [], locations: {} }
+    const out: MissingAnswer = { ns: '', missing: [], missingPacks: [], locations: {} }
     for (let i = 0; i < Math.max(sids.length, packs.length, 1); i += MAX_QUERY_IDS) {
       const a = await this.sendJson<MissingAnswer>('POST', `${API}/chunks/missing`, { sids: sids.slice(i, i + MAX_QUERY_IDS), packs: packs.slice(i, i + MAX_QUERY_IDS) })
+      out.ns = a.ns
       out.missing.push(...a.missing)
       out.missingPacks.push(...a.missingPacks)
       Object.assign(out.locations, a.locations)
@@ -253,15 +265,18 @@ export class HubClient {
     return out
   }
 
-  async putPack(id: string, entries: readonly PackEntry[], pack: Buffer, onSent?: (bytes: number) => void): Promise<PackAnswer> {
+  /**
+   * Uploads a pack. `onStarted` is called once the request is on its way (on a connected socket): from then on
+   * the hub knows the pack is arriving, and an flist upload naming it waits for it.
+   */
+  async putPack(id: string, entries: readonly PackEntry[], pack: Buffer, onSent?: (bytes: number) => void, onStarted?: () => void): Promise<PackAnswer> {
     const parts = packBodyParts(entries, pack)
     const head = parts[0]!.length + parts[1]!.length
     // The token covers the length and index; the pack bytes are bound by the id in the path (wire.ts).
     const sha256 = createHash('sha256').update(parts[0]!).update(parts[1]!).digest('hex')
-    return parseAnswer(
-      await this.call('PUT', `${API}/packs/${id}`, { body: { parts, sha256 }, auth: true, onSent: (n) => onSent?.(Math.max(0, n - head)), headers: { 'content-type': 'application/vnd.zos.pack' } }),
-      this.url,
-    )
+    const options: CallOptions = { body: { parts, sha256 }, auth: true, onSent: (n) => onSent?.(Math.max(0, n - head)), headers: { 'content-type': 'application/vnd.zos.pack' } }
+    if (onStarted) options.onStarted = onStarted
+    return parseAnswer(await this.call('PUT', `${API}/packs/${id}`, options), this.url)
   }
 
   async uploadFlist(ns: string, name: string, file: string, options: { tag: string; latest?: boolean; onSent?: (bytes: number) => void }): Promise<PushAnswer> {

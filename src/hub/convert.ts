@@ -176,6 +176,7 @@ export class Converter {
   private async run(job: JobRecord, identity: Identity, archive: string): Promise<void> {
     const dir = join(this.hub.jobsDir, job.id)
     let staging: StagingStore | undefined
+    let error: { code: string; message: string } | undefined
     try {
       job.state = 'running'
       this.progress(job, 'reading', 0, job.total)
@@ -216,14 +217,15 @@ export class Converter {
         { ns: job.ns, name: job.name, tag: job.tag, latest: job.latest, path: tmp, digest: sha256Hex(flBytes), size },
       )
       job.digest = answer.version.digest
-      this.finish(job, 'done')
     } catch (err) {
-      const error = ZosError.is(err) ? { code: err.code, message: err.message } : { code: 'INTERNAL', message: `conversion failed: ${errorMessage(err)}` }
-      this.finish(job, 'failed', error)
+      error = ZosError.is(err) ? { code: err.code, message: err.message } : { code: 'INTERNAL', message: `conversion failed: ${errorMessage(err)}` }
     } finally {
       await staging?.close().catch(() => {})
       await rm(dir, { recursive: true, force: true })
     }
+    // Recorded only once the scratch is gone: whoever sees the job finished sees nothing of it left behind.
+    if (error) this.finish(job, 'failed', error)
+    else this.finish(job, 'done')
   }
 
   /** Stops taking jobs; a running conversion is stopped (its workers closed) and marked failed. */

@@ -225,6 +225,17 @@ export class HubDb {
     return (this.q('SELECT size FROM packs WHERE id = ?').get(id) as { size: number } | undefined)?.size
   }
 
+  /** Sizes of the packs of this list the hub has (one query per 500). */
+  packSizes(ids: readonly string[]): Map<string, number> {
+    const out = new Map<string, number>()
+    for (let i = 0; i < ids.length; i += BATCH) {
+      const batch = ids.slice(i, i + BATCH)
+      const rows = this.q(`SELECT id, size FROM packs WHERE id IN (${batch.map(() => '?').join(',')})`).raw(true).all(...batch) as [string, number][]
+      for (const [id, size] of rows) out.set(id, size)
+    }
+    return out
+  }
+
   /** Records a pack and its chunks (existing rows are kept: the first upload stays the uploader). */
   addPack(id: string, size: number, uploader: string, locs: readonly ChunkLoc[]): void {
     const insPack = this.q('INSERT OR IGNORE INTO packs (id, size, uploader, created) VALUES (?, ?, ?, ?)')
@@ -235,13 +246,21 @@ export class HubDb {
     })
   }
 
-  /** Every recorded chunk location in these packs, keyed "pack:offset". */
-  locationsIn(packs: readonly string[]): Map<string, ChunkLoc> {
-    const out = new Map<string, ChunkLoc>()
+  /** Every recorded chunk location in these packs: pack → offset → location (raw rows, one query per 500 packs). */
+  locationsIn(packs: readonly string[]): Map<string, Map<number, ChunkLoc>> {
+    const out = new Map<string, Map<number, ChunkLoc>>()
     for (let i = 0; i < packs.length; i += BATCH) {
       const batch = packs.slice(i, i + BATCH)
-      const rows = this.q(`SELECT * FROM chunk_locs WHERE pack IN (${batch.map(() => '?').join(',')})`).all(...batch) as LocRow[]
-      for (const r of rows) out.set(`${r.pack}:${r.offset}`, toLoc(r))
+      const rows = this.q(`SELECT pack, offset, length, sid, size, codec, base, verified FROM chunk_locs WHERE pack IN (${batch.map(() => '?').join(',')})`)
+        .raw(true)
+        .all(...batch) as [string, number, number, string, number, number, string | null, number][]
+      for (const [pack, offset, length, sid, size, codec, base, verified] of rows) {
+        let m = out.get(pack)
+        if (!m) out.set(pack, (m = new Map()))
+        const loc: ChunkLoc = { pack, offset, length, sid, size, codec, verified: verified === 1 }
+        if (base !== null) loc.base = base
+        m.set(offset, loc)
+      }
     }
     return out
   }

@@ -83,38 +83,6 @@ export async function readBody(req: IncomingMessage, limit: number, what: string
 }
 
 /**
- * Reads a framed pack upload (u32 index length, index, pack bytes: see wire.ts) into memory, hashing the frame
- * head (length and index: what the request token covers) and, separately, the pack bytes (checked against the
- * pack id in the signed path), each in the same pass as the bytes arrive.
- */
-export async function readPackBody(req: IncomingMessage, limit: number, what: string): Promise<{ data: Buffer; headSha256: string; packSha256: string }> {
-  const expected = checkLength(req, limit, what)
-  const headHash = createHash('sha256')
-  const packHash = createHash('sha256')
-  const data = Buffer.allocUnsafe(expected ?? 0)
-  const parts: Buffer[] = []
-  let n = 0
-  let start = -1 // where the pack bytes begin, once the index length is known
-  for await (const piece of req as AsyncIterable<Buffer>) {
-    if (n + piece.length > limit) throw zerr('HUB_TOO_LARGE', `${what} is larger than this hub accepts (${limit} bytes)`, { limit })
-    if (expected !== undefined) {
-      if (n + piece.length > expected) throw zerr('INVALID_ARGUMENT', `${what} is longer than its Content-Length`)
-      piece.copy(data, n)
-    } else parts.push(piece)
-    if (start < 0 && n + piece.length >= 4) {
-      const head = expected !== undefined ? data : Buffer.concat(parts)
-      start = 4 + head.readUInt32BE(0)
-    }
-    const split = start < 0 ? piece.length : Math.max(0, Math.min(piece.length, start - n))
-    if (split > 0) headHash.update(piece.subarray(0, split))
-    if (split < piece.length) packHash.update(piece.subarray(split))
-    n += piece.length
-  }
-  if (expected !== undefined && n !== expected) throw zerr('INVALID_ARGUMENT', `${what} is truncated: ${n} of ${expected} bytes arrived`)
-  return { data: expected !== undefined ? data : Buffer.concat(parts, n), headSha256: headHash.digest('hex'), packSha256: packHash.digest('hex') }
-}
-
-/**
  * Streams the body into a new temp file under `dir` (at most `limit` bytes), hashing it. The file is removed
  * when anything fails; on success the caller owns it.
  */

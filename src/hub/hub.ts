@@ -8,7 +8,7 @@
 //   DATA/tmp/          uploads being received (removed at start: a crash leaves nothing behind)
 //   DATA/jobs/<id>/    scratch of conversion jobs
 //   DATA/hub-key.json  the key converted flists are signed with (created on first start)
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { mkdir, open, readdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -22,9 +22,8 @@ import { DirStore, packPath } from '../store/dir.js'
 import type { Identity } from './auth.js'
 import { HubDb, type ChunkLoc, type Version } from './db.js'
 import { checkDigest, checkName, checkTag, DEFAULT_TAG, normalizeNs } from './names.js'
-import { listChunks } from './chunks.js'
-import { checkPack } from './packs.js'
-import { decodePackBody, type HubLocation, type MissingAnswer, type NameDetail, type NameSummary, type PackAnswer, type PushAnswer, type TagAnswer, type VersionInfo, type WhoAmI } from './wire.js'
+import { checkPackHash, PackVerifier } from './packs.js'
+import { MAX_INDEX_BYTES, parsePackIndex, type HubLocation, type MissingAnswer, type NameDetail, type NameSummary, type PackAnswer, type PushAnswer, type TagAnswer, type VersionInfo, type WhoAmI } from './wire.js'
 
 export const GIB = 1024 ** 3
 export const MIB = 1024 ** 2
@@ -75,6 +74,11 @@ export interface CommitRequest {
 }
 
 const VERIFY_BATCH = 256
+/** Pack bytes gathered before a write to the upload's temp file, and most bytes received but not yet written. */
+const WRITE_BATCH = 1024 * 1024
+const WRITE_AHEAD = 8 * 1024 * 1024
+/** Longest an flist upload waits for the packs it names that are still arriving. */
+const PACK_WAIT_MS = 120_000
 
 export class Hub {
   readonly store: DirStore
@@ -85,6 +89,8 @@ export class Hub {
   private readonly quotaFor: ReadonlyMap<string, number>
   readonly gcGraceMs: number
   private closed = false
+  /** Pack uploads being received, by pack id: an flist that names one of them waits for it (see checkChunks). */
+  private readonly arriving = new Map<string, Set<Promise<void>>>()
 
   private constructor(readonly root: string, store: DirStore, db: HubDb, key: KeyPair, options: HubOptions) {
     this.store = store
@@ -232,7 +238,26 @@ export class Hub {
       locations[sid] = loc
     }
     const missingPacks = [...new Set(query.packs)].filter((p) => this.db.packSize(p) === undefined)
-    return { missing, missingPacks, locations }
+    return { ns: identity.ns, missing, missingPacks, locations }
+  }
+
+  /**
+   * Announces a pack upload whose request was authenticated and whose body is on its way; call the returned
+   * function when it is stored or refused. A push sends its metadata while its last packs are still in flight
+   * (saving a round trip and the metadata's verification time), so commitFlist waits for packs it names that are
+   * arriving instead of refusing the flist at once.
+   */
+  packArriving(id: string): () => void {
+    let done!: () => void
+    const p = new Promise<void>((resolve) => (done = resolve))
+    let set = this.arriving.get(id)
+    if (!set) this.arriving.set(id, (set = new Set()))
+    set.add(p)
+    return () => {
+      set.delete(p)
+      if (set.size === 0 && this.arriving.get(id) === set) this.arriving.delete(id)
+      done()
+    }
   }
 
   /** Plaintext of a full chunk the hub has verified, or undefined. */
@@ -248,19 +273,132 @@ export class Hub {
     }
   }
 
-  /** Verifies and stores an uploaded pack (body framed as in wire.ts). */
-  async putPack(identity: Identity, id: string, body: Buffer, packSha256?: string): Promise<PackAnswer> {
-    const { entries, pack } = decodePackBody(body)
-    const check = await checkPack(id, pack, entries, (sid) => this.verifiedPlain(sid), packSha256)
-    const had = this.db.packSize(id) !== undefined && (await this.store.statPack(id)) === pack.length
-    if (!had) this.checkQuota(identity.ns, pack.length, `pack ${id}`)
-    await this.store.putPack(
-      id,
-      pack,
-      check.locs.map((l) => ({ sid: l.sid, pack: id, offset: l.offset, length: l.length, size: l.size, codec: l.codec, ...(l.base ? { base: l.base } : {}) })),
-    )
-    this.db.addPack(id, pack.length, identity.ns, check.locs)
-    return { pack: id, size: pack.length, chunks: entries.length, verified: check.verified, stored: !had }
+  /**
+   * Receives a pack upload (framed as in wire.ts) as it arrives: the frame head is checked with `checkHead` (the
+   * request token's body hash) before any pack byte is looked at; the pack bytes are hashed, written to a temp
+   * file and their chunks decoded as each one completes, so the hub holds one chunk in memory, not the pack, and
+   * the checks overlap the transfer. Only when everything holds (id, index, chunks, quota) is the file moved into
+   * the store; otherwise it is removed. `length` is the announced Content-Length (checked), `limit` the largest body.
+   */
+  async receivePack(
+    identity: Identity,
+    id: string,
+    body: AsyncIterable<Buffer> | Iterable<Buffer>,
+    options: { length?: number; limit: number; checkHead: (sha256: string) => void },
+  ): Promise<PackAnswer & { received: number }> {
+    const tmp = join(this.tmpDir, `pack-${id}-${randomBytes(6).toString('hex')}.tmp`)
+    const fh = await open(tmp, 'wx', 0o644)
+    let kept = false
+    try {
+      const headHash = createHash('sha256')
+      const packHash = createHash('sha256')
+      let head: Buffer[] = []
+      let headBytes = 0
+      let indexEnd = -1 // 4 + index length, once known
+      let verifier: PackVerifier | undefined
+      let received = 0
+      let packBytes = 0
+      // Pieces are gathered into batches written with one writev each, in the background: the body keeps flowing
+      // while a batch is written, up to WRITE_AHEAD bytes not yet on file.
+      let pending: Buffer[] = []
+      let pendingBytes = 0
+      let writing: Promise<void> = Promise.resolve()
+      let unwritten = 0
+      const flush = (): void => {
+        if (pendingBytes === 0) return
+        const batch = pending
+        const bytes = pendingBytes
+        const at = packBytes - pendingBytes
+        pending = []
+        pendingBytes = 0
+        unwritten += bytes
+        writing = writing.then(async () => {
+          let done = (await fh.writev(batch, at)).bytesWritten
+          // A short write (rare on a regular file): the rest one buffer at a time.
+          for (let i = 0, off = 0; done < bytes; off += batch[i++]!.length) {
+            const b = batch[i]!
+            if (off + b.length <= done) continue
+            const from = Math.max(0, done - off)
+            done += (await fh.write(b, from, b.length - from, at + off + from)).bytesWritten
+            if (done < off + b.length) i-- // this buffer again
+          }
+          unwritten -= bytes
+        })
+        writing.catch(() => {}) // awaited below; a failure surfaces there
+      }
+      const takePack = async (piece: Buffer): Promise<void> => {
+        packHash.update(piece)
+        verifier!.push(piece)
+        pending.push(piece)
+        pendingBytes += piece.length
+        packBytes += piece.length
+        if (pendingBytes >= WRITE_BATCH) flush()
+        if (unwritten > WRITE_AHEAD) await writing
+      }
+      for await (const piece of body) {
+        received += piece.length
+        if (received > options.limit) throw zerr('HUB_TOO_LARGE', `pack ${id} is larger than this hub accepts (${options.limit} bytes)`, { limit: options.limit })
+        if (options.length !== undefined && received > options.length) throw zerr('INVALID_ARGUMENT', `pack ${id} is longer than its Content-Length`)
+        if (verifier) {
+          await takePack(piece)
+          continue
+        }
+        head.push(piece)
+        headBytes += piece.length
+        if (indexEnd < 0 && headBytes >= 4) {
+          const n = Buffer.concat(head).readUInt32BE(0)
+          if (n > MAX_INDEX_BYTES || (options.length !== undefined && 4 + n > options.length)) {
+            throw zerr('INVALID_ARGUMENT', `pack upload announces a ${n}-byte index, but the body has ${(options.length ?? 4) - 4} bytes after the length (truncated?)`)
+          }
+          indexEnd = 4 + n
+        }
+        if (indexEnd < 0 || headBytes < indexEnd) continue
+        const all = Buffer.concat(head)
+        head = []
+        headHash.update(all.subarray(0, indexEnd))
+        options.checkHead(headHash.digest('hex'))
+        verifier = new PackVerifier(id, parsePackIndex(all.subarray(4, indexEnd)))
+        // Bounds are checked once the pack is whole and hashed: a truncated upload is CHUNK_TAMPERED, as before.
+        if (all.length > indexEnd) await takePack(all.subarray(indexEnd))
+      }
+      if (options.length !== undefined && received !== options.length) throw zerr('INVALID_ARGUMENT', `pack ${id} is truncated: ${received} of ${options.length} bytes arrived`)
+      if (!verifier) {
+        throw zerr('INVALID_ARGUMENT', indexEnd < 0 ? 'pack upload is shorter than its 4-byte index length' : `pack upload announces a ${indexEnd - 4}-byte index, but the body ends before it (truncated?)`)
+      }
+      flush()
+      await writing
+      checkPackHash(id, packHash.digest('hex'))
+      const check = await verifier.finish(
+        packBytes,
+        async (offset, length) => {
+          const buf = Buffer.allocUnsafe(length)
+          await fh.read(buf, 0, length, offset)
+          return buf
+        },
+        (sid) => this.verifiedPlain(sid),
+      )
+      const had = this.db.packSize(id) !== undefined && (await this.store.statPack(id)) === packBytes
+      if (!had) this.checkQuota(identity.ns, packBytes, `pack ${id}`)
+      await fh.close()
+      await this.store.putPackFile(
+        id,
+        tmp,
+        check.locs.map((l) => ({ sid: l.sid, pack: id, offset: l.offset, length: l.length, size: l.size, codec: l.codec, ...(l.base ? { base: l.base } : {}) })),
+        { sha256: id },
+      )
+      kept = true
+      this.db.addPack(id, packBytes, identity.ns, check.locs)
+      return { pack: id, size: packBytes, chunks: verifier.entries.length, verified: check.verified, stored: !had, received }
+    } finally {
+      await fh.close().catch(() => {})
+      if (!kept) await rm(tmp, { force: true })
+    }
+  }
+
+  /** Verifies and stores an uploaded pack held in memory (body framed as in wire.ts, head already authenticated). */
+  async putPack(identity: Identity, id: string, body: Buffer): Promise<PackAnswer> {
+    const { received: _, ...answer } = await this.receivePack(identity, id, [body], { length: body.length, limit: body.length, checkHead: () => {} })
+    return answer
   }
 
   // ---- flists ----
@@ -328,25 +466,42 @@ export class Hub {
    * decode at pack upload (encrypted, or a delta sent before its base) are decoded now with what the flist knows.
    */
   private async checkChunks(reader: FlistReader): Promise<{ packs: string[]; verifiedNow: number; storedBytes: number }> {
-    const chunks = listChunks(reader.path, reader.encryptionKey)
+    const chunks = reader.allChunks()
     const byId = new Map(chunks.map((c) => [c.id, c] as const))
-    const packs = new Map<string, number | undefined>()
-    for (const c of chunks) if (!packs.has(c.pack)) packs.set(c.pack, this.db.packSize(c.pack))
-    const locs = this.db.locationsIn([...packs.keys()].filter((p) => packs.get(p) !== undefined))
-    const missing: ChunkInfo[] = []
-    const toVerify: ChunkInfo[] = []
+    const packIds = [...new Set(chunks.map((c) => c.pack))]
     let storedBytes = 0
-    for (const c of chunks) {
-      storedBytes += c.length
-      const size = packs.get(c.pack)
-      if (size === undefined || c.offset + c.length > size) {
-        missing.push(c)
-        continue
+    for (const c of chunks) storedBytes += c.length
+    /** Which of these chunks are not on the hub, and which are but not yet verified at exactly that place. */
+    const compare = (list: readonly ChunkInfo[]): { missing: ChunkInfo[]; toVerify: ChunkInfo[] } => {
+      const wanted = [...new Set(list.map((c) => c.pack))]
+      const sizes = this.db.packSizes(wanted)
+      const locs = this.db.locationsIn(wanted.filter((p) => sizes.has(p)))
+      const missing: ChunkInfo[] = []
+      const toVerify: ChunkInfo[] = []
+      for (const c of list) {
+        const size = sizes.get(c.pack)
+        if (size === undefined || c.offset + c.length > size) {
+          missing.push(c)
+          continue
+        }
+        const loc = locs.get(c.pack)?.get(c.offset)
+        const baseSid = c.base !== undefined ? byId.get(c.base)?.sid : undefined
+        const same = loc && loc.sid === c.sid && loc.length === c.length && loc.size === c.size && loc.codec === c.codec && loc.base === baseSid
+        if (!same || !loc.verified) toVerify.push(c)
       }
-      const loc = locs.get(`${c.pack}:${c.offset}`)
-      const baseSid = c.base !== undefined ? byId.get(c.base)?.sid : undefined
-      const same = loc && loc.sid === c.sid && loc.length === c.length && loc.size === c.size && loc.codec === c.codec && loc.base === baseSid
-      if (!same || !loc.verified) toVerify.push(c)
+      return { missing, toVerify }
+    }
+    let { missing, toVerify } = compare(chunks)
+    // Packs still being uploaded (the push sent this flist alongside them): wait for them, then look again at
+    // the chunks that were missing.
+    const waits = [...new Set(missing.map((c) => c.pack))].flatMap((p) => [...(this.arriving.get(p) ?? [])])
+    if (waits.length > 0) {
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([Promise.all(waits), new Promise<void>((resolve) => (timer = setTimeout(resolve, PACK_WAIT_MS).unref()))])
+      clearTimeout(timer)
+      const again = compare(missing)
+      missing = again.missing
+      toVerify = [...toVerify, ...again.toVerify]
     }
     if (missing.length > 0) {
       const first = missing[0]!
@@ -368,7 +523,7 @@ export class Hub {
         }
       }
     }
-    return { packs: [...packs.keys()], verifiedNow: toVerify.length, storedBytes }
+    return { packs: packIds, verifiedNow: toVerify.length, storedBytes }
   }
 
   versionInfo(v: Version): VersionInfo {

@@ -1,9 +1,12 @@
-// Checking an uploaded pack before anything is written: its bytes hash to its id, every index entry lies
-// inside it without overlapping another, and every chunk the hub can decode (not encrypted; for a delta, its
-// base at hand in the same pack or verified on the hub) decodes to its id. Encrypted chunks, and deltas whose
-// base is not on the hub yet, are recorded as unverified: the hub decodes them when an flist that uses them is
-// uploaded (the flist holds the key and lists the base).
-import { createHash } from 'node:crypto'
+// Checking an uploaded pack before anything is kept: its bytes hash to its id, every index entry lies inside it
+// without overlapping another, and every chunk the hub can decode (not encrypted; for a delta, its base at hand
+// in the same pack or verified on the hub) decodes to its id. Encrypted chunks, and deltas whose base is not on
+// the hub yet, are recorded as unverified: the hub decodes them when an flist that uses them is uploaded (the
+// flist holds the key and lists the base).
+//
+// PackVerifier checks the chunks while the pack streams in (the hub never holds a whole upload in memory): full
+// chunks are decoded as soon as their last byte arrives, deltas once the pack is complete (their base may come
+// later in the pack).
 import { zerr } from '../core/errors.js'
 import { ChunkDecodeError, CODEC_ZSTD_DELTA, decodeChunk } from '../flist/codec.js'
 import type { ChunkLoc } from './db.js'
@@ -19,63 +22,126 @@ export interface PackCheck {
   verified: number
 }
 
-/**
- * Verifies an uploaded pack. `verifiedBase` returns the plaintext of a full chunk the hub already verified, or
- * undefined. Throws CHUNK_TAMPERED (bytes that do not match their id) or INVALID_ARGUMENT (a bad index).
- */
-export async function checkPack(
-  id: string,
-  pack: Buffer,
-  entries: readonly PackEntry[],
-  verifiedBase: (sid: string) => Promise<Buffer | undefined>,
-  /** The SHA-256 of `pack` when it was computed on the way in. */
-  packSha256?: string,
-): Promise<PackCheck> {
-  const actual = packSha256 ?? createHash('sha256').update(pack).digest('hex')
-  if (actual !== id) {
-    throw zerr('CHUNK_TAMPERED', `pack bytes hash to ${actual}, not to the id ${id} they were uploaded as (truncated or altered in transit); nothing was stored`, { pack: id, actual })
-  }
-  if (entries.length === 0) throw zerr('INVALID_ARGUMENT', `pack ${id}: the index lists no chunks`)
-  const sorted = entries.map((e, i) => ({ e, i })).sort((a, b) => a.e.offset - b.e.offset)
-  let end = 0
-  for (const { e, i } of sorted) {
-    const where = `pack ${id}, index entry ${i} (sid ${e.sid})`
-    if (e.offset + e.length > pack.length) throw zerr('INVALID_ARGUMENT', `${where}: bytes ${e.offset}+${e.length} do not lie inside the ${pack.length}-byte pack`)
-    if (e.offset < end) throw zerr('INVALID_ARGUMENT', `${where}: bytes ${e.offset}+${e.length} overlap the previous chunk`)
-    end = e.offset + e.length
-    if (e.size > MAX_CHUNK_SIZE) throw zerr('INVALID_ARGUMENT', `${where}: size ${e.size} is larger than the ${MAX_CHUNK_SIZE} bytes a chunk may have`)
-    if ((e.codec === CODEC_ZSTD_DELTA) !== (e.base !== undefined)) throw zerr('INVALID_ARGUMENT', `${where}: a delta chunk (codec 2) needs a base, and only a delta has one`)
-    if (e.encrypted && e.length < MIN_ENCRYPTED) throw zerr('CHUNK_TAMPERED', `${where}: an encrypted chunk is at least ${MIN_ENCRYPTED} bytes (nonce and tag)`)
+/** Plaintext of a full chunk the hub already verified, or undefined. */
+export type VerifiedBase = (sid: string) => Promise<Buffer | undefined>
+
+export class PackVerifier {
+  private readonly sorted: PackEntry[]
+  /** Sids of full chunks that a delta of this pack uses as its base: their plaintext is kept. */
+  private readonly bases: Set<string>
+  private readonly plains = new Map<string, Buffer>()
+  private readonly verified = new Set<PackEntry>()
+  private readonly deltas: PackEntry[] = []
+  /** Index in `sorted` of the next chunk to complete; bytes of the pack seen so far. */
+  private next = 0
+  private pos = 0
+  /** A chunk that spans pieces is gathered here. */
+  private scratch = Buffer.alloc(0)
+  private filled = 0
+
+  /** Checks the index itself (INVALID_ARGUMENT or CHUNK_TAMPERED); bounds wait for the pack's length. */
+  constructor(
+    readonly id: string,
+    readonly entries: readonly PackEntry[],
+  ) {
+    if (entries.length === 0) throw zerr('INVALID_ARGUMENT', `pack ${id}: the index lists no chunks`)
+    const order = entries.map((e, i) => ({ e, i })).sort((a, b) => a.e.offset - b.e.offset)
+    let end = 0
+    for (const { e, i } of order) {
+      const where = `pack ${id}, index entry ${i} (sid ${e.sid})`
+      if (e.offset < end) throw zerr('INVALID_ARGUMENT', `${where}: bytes ${e.offset}+${e.length} overlap the previous chunk`)
+      end = e.offset + e.length
+      if (e.size > MAX_CHUNK_SIZE) throw zerr('INVALID_ARGUMENT', `${where}: size ${e.size} is larger than the ${MAX_CHUNK_SIZE} bytes a chunk may have`)
+      if ((e.codec === CODEC_ZSTD_DELTA) !== (e.base !== undefined)) throw zerr('INVALID_ARGUMENT', `${where}: a delta chunk (codec 2) needs a base, and only a delta has one`)
+      if (e.encrypted && e.length < MIN_ENCRYPTED) throw zerr('CHUNK_TAMPERED', `${where}: an encrypted chunk is at least ${MIN_ENCRYPTED} bytes (nonce and tag)`)
+    }
+    this.sorted = order.map((o) => o.e)
+    this.bases = new Set(entries.filter((e) => e.base !== undefined && !e.encrypted).map((e) => e.base!))
   }
 
-  const plains = new Map<string, Buffer>()
-  const decode = (e: PackEntry, base?: Buffer): void => {
+  /** INVALID_ARGUMENT when an entry does not lie inside a pack of `length` bytes. */
+  checkBounds(length: number): void {
+    this.entries.forEach((e, i) => {
+      if (e.offset + e.length > length) {
+        throw zerr('INVALID_ARGUMENT', `pack ${this.id}, index entry ${i} (sid ${e.sid}): bytes ${e.offset}+${e.length} do not lie inside the ${length}-byte pack`)
+      }
+    })
+  }
+
+  /** The next bytes of the pack: full chunks they complete are decoded now (CHUNK_TAMPERED when one is wrong). */
+  push(piece: Buffer): void {
+    let p = 0
+    while (p < piece.length && this.next < this.sorted.length) {
+      const e = this.sorted[this.next]!
+      const at = this.pos + p
+      if (at < e.offset) {
+        p += Math.min(e.offset - at, piece.length - p) // bytes between chunks
+        continue
+      }
+      const take = Math.min(e.offset + e.length - at, piece.length - p)
+      if (this.filled === 0 && take === e.length) {
+        this.complete(e, piece.subarray(p, p + take)) // the whole chunk in this piece: no copy
+      } else {
+        if (this.scratch.length < e.length) this.scratch = Buffer.allocUnsafe(e.length)
+        piece.copy(this.scratch, this.filled, p, p + take)
+        this.filled += take
+        if (this.filled === e.length) {
+          this.filled = 0
+          this.complete(e, this.scratch.subarray(0, e.length))
+        }
+      }
+      p += take
+    }
+    this.pos += piece.length
+  }
+
+  private complete(e: PackEntry, data: Buffer): void {
+    this.next++
+    if (e.encrypted) return
+    if (e.codec === CODEC_ZSTD_DELTA) {
+      this.deltas.push(e)
+      return
+    }
+    const plain = this.decode(e, data)
+    this.verified.add(e)
+    if (this.bases.has(e.sid)) this.plains.set(e.sid, Buffer.from(plain)) // `data` may be reused
+  }
+
+  private decode(e: PackEntry, data: Buffer, base?: Buffer): Buffer {
     try {
-      plains.set(e.sid, decodeChunk({ data: pack.subarray(e.offset, e.offset + e.length), codec: e.codec, size: e.size, sid: e.sid, ...(base ? { base } : {}) }))
+      return decodeChunk({ data, codec: e.codec, size: e.size, sid: e.sid, ...(base ? { base } : {}) })
     } catch (err) {
       if (err instanceof ChunkDecodeError) {
-        throw zerr('CHUNK_TAMPERED', `pack ${id}: chunk ${e.sid} at offset ${e.offset} does not decode to its id (${err.message}); nothing was stored`, { pack: id, sid: e.sid, offset: e.offset })
+        throw zerr('CHUNK_TAMPERED', `pack ${this.id}: chunk ${e.sid} at offset ${e.offset} does not decode to its id (${err.message}); nothing was stored`, { pack: this.id, sid: e.sid, offset: e.offset })
       }
       throw err
     }
   }
-  const verified = new Set<PackEntry>()
-  for (const e of entries) {
-    if (e.encrypted || e.codec === CODEC_ZSTD_DELTA) continue
-    decode(e)
-    verified.add(e)
+
+  /**
+   * Once every byte was pushed and the pack hashed to its id: checks the bounds, then decodes the deltas whose
+   * base is at hand (`read` returns pack bytes). Returns every chunk's location, verified or not.
+   */
+  async finish(length: number, read: (offset: number, length: number) => Promise<Buffer>, verifiedBase: VerifiedBase): Promise<PackCheck> {
+    this.checkBounds(length)
+    for (const e of this.deltas) {
+      const base = this.plains.get(e.base!) ?? (await verifiedBase(e.base!))
+      if (!base) continue // verified when an flist that lists the base is uploaded
+      this.decode(e, await read(e.offset, e.length), base)
+      this.verified.add(e)
+    }
+    const locs = this.entries.map((e) => {
+      const loc: ChunkLoc = { pack: this.id, offset: e.offset, length: e.length, sid: e.sid, size: e.size, codec: e.codec, verified: this.verified.has(e) }
+      if (e.base !== undefined) loc.base = e.base
+      return loc
+    })
+    return { locs, verified: this.verified.size }
   }
-  for (const e of entries) {
-    if (e.encrypted || e.codec !== CODEC_ZSTD_DELTA) continue
-    const base = plains.get(e.base!) ?? (await verifiedBase(e.base!))
-    if (!base) continue // verified when an flist that lists the base is uploaded
-    decode(e, base)
-    verified.add(e)
+}
+
+/** CHUNK_TAMPERED unless the pack's bytes hash to its id. */
+export function checkPackHash(id: string, actual: string): void {
+  if (actual !== id) {
+    throw zerr('CHUNK_TAMPERED', `pack bytes hash to ${actual}, not to the id ${id} they were uploaded as (truncated or altered in transit); nothing was stored`, { pack: id, actual })
   }
-  const locs = entries.map((e) => {
-    const loc: ChunkLoc = { pack: id, offset: e.offset, length: e.length, sid: e.sid, size: e.size, codec: e.codec, verified: verified.has(e) }
-    if (e.base !== undefined) loc.base = e.base
-    return loc
-  })
-  return { locs, verified: verified.size }
 }

@@ -5,24 +5,24 @@
 // chunks the hub all lacks is uploaded as it is; the few missing chunks of other packs are copied (still
 // encoded) into new packs. Chunk locations are not covered by the root hash (docs/flist-format.md §5), so the
 // metadata sent may point elsewhere than the local file and its seal and signatures stay valid. Only the
-// bytes the hub lacks move; the metadata goes last, once everything it names is there.
+// bytes the hub lacks move; the metadata goes once every pack is on its way (the hub waits for arriving packs).
 //
 // A directory or archive (`pushSource`): packed locally into a temporary store, signed with the caller's key,
 // then pushed as above (the hub never sees content the publisher did not sign). `convertOnHub` instead uploads
 // an archive for the hub to convert (and sign with the hub's key).
+//
+// Only what pushing an flist file needs is imported up front; packing a source (codecs, worker pool, archive
+// readers) and the full flist reader load when they are used, so `zos hub push FILE.fl` starts quickly.
+import { createHash } from 'node:crypto'
 import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import Database from 'better-sqlite3'
-import { zerr } from '../core/errors.js'
+import { zerr, ZosError } from '../core/errors.js'
 import type { KeyPair } from '../core/keys.js'
-import { sha256 } from '../flist/codec.js'
-import { createPackPool, pack } from '../flist/pack.js'
-import { FlistReader, type ChunkInfo } from '../flist/reader.js'
-import { openSource } from '../flist/source/open.js'
-import { DirStore } from '../store/dir.js'
+import type { ChunkInfo } from '../flist/chunks.js'
 import type { Store } from '../store/types.js'
-import { readPushable } from './chunks.js'
+import { PushableFlist } from './chunks.js'
 import type { HubClient } from './client.js'
 import { DEFAULT_TAG } from './names.js'
 import type { HubLocation, PackEntry, PushAnswer } from './wire.js'
@@ -85,18 +85,31 @@ export async function pushFlist(client: HubClient, file: string, options: PushOp
   const started = performance.now()
   const tag = options.tag ?? DEFAULT_TAG
   const progress = options.onProgress ?? (() => {})
-  const { chunks, encrypted } = readPushable(file)
-  const byId = new Map(chunks.map((c) => [c.id, c] as const))
-  // The namespace is needed only for the metadata: ask for it while the packs are checked and sent.
-  const nsAnswer = options.ns !== undefined ? Promise.resolve(options.ns) : client.whoami().then((w) => w.ns)
-  nsAnswer.catch(() => {}) // awaited below; a failure is reported there
-
-  progress({ phase: 'query', done: 0, total: chunks.length })
-  const packs = [...new Set(chunks.map((c) => c.pack))]
-  const missingPacks = new Set(packs.length ? (await client.missing({ packs })).missingPacks : [])
-  const inMissing = chunks.filter((c) => missingPacks.has(c.pack))
+  // The packs first; chunk rows only for the packs the hub lacks (and the delta bases they need).
+  const flist = PushableFlist.open(file)
+  let encrypted: boolean
+  let chunkCount = 0
+  let inMissing: ChunkInfo[]
+  const byId = new Map<number, ChunkInfo>()
+  // The namespace (needed for the metadata) comes with the missing-pack answer.
+  let ns = options.ns
+  try {
+    encrypted = flist.encrypted
+    const packCounts = flist.packs()
+    for (const n of packCounts.values()) chunkCount += n
+    progress({ phase: 'query', done: 0, total: chunkCount })
+    const packs = [...packCounts.keys()]
+    const answer = await client.missing({ packs })
+    ns ??= answer.ns
+    const missingPacks = answer.missingPacks
+    inMissing = flist.chunksIn(missingPacks)
+    for (const c of inMissing) byId.set(c.id, c)
+    for (const c of flist.chunks(inMissing.flatMap((c) => (c.base !== undefined && !byId.has(c.base) ? [c.base] : [])))) byId.set(c.id, c)
+  } finally {
+    flist.close()
+  }
   const located = inMissing.length ? (await client.missing({ sids: inMissing.map((c) => c.sid) })).locations : {}
-  progress({ phase: 'query', done: chunks.length, total: chunks.length })
+  progress({ phase: 'query', done: chunkCount, total: chunkCount })
 
   // Which chunks move: those the hub has no full copy of.
   const rewrites = new Map<number, HubLocation>()
@@ -146,7 +159,7 @@ export async function pushFlist(client: HubClient, file: string, options: PushOp
         const parts: Buffer[] = []
         for (let i = 0; i < members.length; i += READ_BATCH) parts.push(...(await s.readRanges(members.slice(i, i + READ_BATCH))))
         const data = Buffer.concat(parts)
-        const id = sha256(data).toString('hex')
+        const id = createHash('sha256').update(data).digest('hex')
         let off = 0
         const entries = members.map((c, i) => {
           const e = entryOf(c, byId, encrypted, off)
@@ -171,25 +184,37 @@ export async function pushFlist(client: HubClient, file: string, options: PushOp
     if (members.length > 0) uploads.push(group(members))
   }
 
-  // Send the packs, a few at a time.
+  // Send the packs, a few at a time. The metadata follows as soon as every pack is on its way, not once they are
+  // all stored: the hub waits for packs an flist names that are still arriving (Hub.packArriving), so the metadata's
+  // upload and checks overlap the packs' transfer instead of adding a round trip and their time after it.
   const total = uploads.reduce((n, u) => n + u.size, 0)
   let done = 0
   progress({ phase: 'upload', done, total })
   let next = 0
+  let begun = 0
+  let allBegun!: () => void
+  const begunAll = new Promise<void>((resolve) => (allBegun = resolve))
+  if (uploads.length === 0) allBegun()
   const worker = async (): Promise<void> => {
     while (next < uploads.length) {
       const u = await uploads[next++]!.build()
       let sent = 0
-      await client.putPack(u.id, u.entries, u.data, (n) => {
+      const onSent = (n: number): void => {
         done += n - sent
         sent = n
         progress({ phase: 'upload', done, total })
+      }
+      await client.putPack(u.id, u.entries, u.data, onSent, () => {
+        if (++begun === uploads.length) allBegun()
       })
     }
   }
-  await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 3, uploads.length) }, worker))
+  const uploading = Promise.all(Array.from({ length: Math.min(options.concurrency ?? 3, uploads.length) }, worker))
+  uploading.catch(() => {}) // awaited below
+  await Promise.race([begunAll, uploading])
 
-  // The metadata, pointed at the hub's copies where they differ from the local file.
+  // The metadata, pointed at the hub's copies where they differ from the local file (every pack's id is known
+  // once its upload has begun).
   let sendFile = file
   let tmpDir: string | undefined
   try {
@@ -198,10 +223,23 @@ export async function pushFlist(client: HubClient, file: string, options: PushOp
       sendFile = join(tmpDir, basename(file))
       await copyFile(file, sendFile)
       rewriteLocations(sendFile, rewrites, byId)
+      const { FlistReader } = await import('../flist/reader.js')
       FlistReader.open(sendFile).close() // the seal and signatures must still hold
     }
+    const sendMetadata = (): Promise<PushAnswer> => client.uploadFlist(ns!, options.name, sendFile, { tag, latest: options.latest ?? true })
+    const early = sendMetadata()
+    early.catch(() => {}) // awaited below, after the packs (whose errors come first)
+    await uploading
     progress({ phase: 'metadata', done: 0, total: 1 })
-    const answer = await client.uploadFlist(await nsAnswer, options.name, sendFile, { tag, latest: options.latest ?? true })
+    let answer: PushAnswer
+    try {
+      answer = await early
+    } catch (err) {
+      // The metadata overtook a pack upload the hub had not begun to receive: every pack is stored now, send it
+      // again.
+      if (!(ZosError.is(err) && err.code === 'CHUNK_MISSING' && uploads.length > 0)) throw err
+      answer = await sendMetadata()
+    }
     progress({ phase: 'metadata', done: 1, total: 1 })
     const metadataBytes = (await stat(sendFile)).size
     const copiedSet = new Set(copied.map((c) => c.id))
@@ -212,7 +250,7 @@ export async function pushFlist(client: HubClient, file: string, options: PushOp
       wholePacks,
       copiedChunks: copied.length,
       reusedChunks: [...rewrites.keys()].filter((id) => !copiedSet.has(id)).length,
-      presentChunks: chunks.length - inMissing.length,
+      presentChunks: chunkCount - inMissing.length,
       metadataBytes,
       seconds: (performance.now() - started) / 1000,
     }
@@ -246,6 +284,7 @@ export interface SourcePushOptions extends Omit<PushOptions, 'store'> {
 
 /** Packs a directory or archive locally (signed with `key`) into a temporary store and pushes it. */
 export async function pushSource(client: HubClient, source: string, options: SourcePushOptions): Promise<PushResult & { packSeconds: number }> {
+  const [{ createPackPool, pack }, { openSource }, { DirStore }] = await Promise.all([import('../flist/pack.js'), import('../flist/source/open.js'), import('../store/dir.js')])
   const dir = await mkdtemp(join(tmpdir(), 'zos-push-'))
   const progress = options.onProgress ?? (() => {})
   try {

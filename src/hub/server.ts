@@ -9,7 +9,6 @@ import { rm, stat } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { errorMessage, zerr, ZosError } from '../core/errors.js'
-import { Semaphore } from '../core/semaphore.js'
 import { isPackId } from '../store/coalesce.js'
 import { FdCache } from '../store/fdcache.js'
 import { servePack } from '../store/serve.js'
@@ -17,12 +16,10 @@ import { AddressDirectory, ReplayCache, verifyToken, type Identity, type TwinDir
 import { Converter } from './convert.js'
 import { Hub, MIB, type HubOptions } from './hub.js'
 import { renderIndex } from './html.js'
-import { boolParam, intParam, queryOf, readBody, readPackBody, sendError, sendHtml, sendJson, spoolBody } from './http.js'
+import { boolParam, checkLength, intParam, queryOf, readBody, sendError, sendHtml, sendJson, spoolBody } from './http.js'
 import { checkDigest, checkName, checkTag, DEFAULT_TAG, normalizeNs } from './names.js'
 import { API, MissingQuerySchema, parseJson, SignersSchema, TagMoveSchema, type HubInfo } from './wire.js'
 
-/** Bytes of pack uploads held in memory at once. */
-const PACK_MEMORY = 256 * MIB
 const JSON_LIMIT = 16 * MIB
 
 /** What the hub logs through (pino's Logger fits). */
@@ -122,7 +119,6 @@ export async function startHub(options: HubServerOptions): Promise<HubServer> {
   const replay = new ReplayCache()
   const fds = new FdCache()
   const metrics = new Metrics()
-  const packMemory = new Semaphore(PACK_MEMORY)
   let publicUrl = options.publicUrl?.replace(/\/+$/, '') ?? ''
   let gcRunning: Promise<void> | undefined
   const collect = (): void => {
@@ -138,11 +134,12 @@ export async function startHub(options: HubServerOptions): Promise<HubServer> {
   const gcTimer = (options.gcIntervalMs ?? 3600_000) > 0 ? setInterval(collect, options.gcIntervalMs ?? 3600_000) : undefined
   gcTimer?.unref()
 
-  /** Checks the request token (not yet the body) and returns the caller's identity. */
-  async function authenticate(req: IncomingMessage): Promise<{ identity: Identity; bodyHash: string }> {
+  /** Checks the request token (not yet the body); `onValid` runs once it holds, before the identity is looked up. */
+  async function authenticate(req: IncomingMessage, onValid?: () => void): Promise<{ identity: Identity; bodyHash: string }> {
     const header = req.headers.authorization
     const t = verifyToken(Array.isArray(header) ? header[0] : header, { method: req.method ?? 'GET', path: req.url ?? '/' })
     replay.use(t.claims.n, t.claims.e)
+    onValid?.()
     return { identity: await directory.identify(t.address), bodyHash: t.claims.b }
   }
 
@@ -240,21 +237,26 @@ export async function startHub(options: HubServerOptions): Promise<HubServer> {
     }),
     route('PUT', `${API}/packs/:id`, 'pack-upload', async (req, res, p, ctx) => {
       if (!isPackId(p.id)) throw zerr('INVALID_ARGUMENT', 'bad pack id: expected 64 lowercase hex characters')
-      const { identity, bodyHash } = await authenticate(req)
-      ctx.ns = identity.ns
-      const limit = hub.limits.pack + 8 * MIB // the index rides along
-      const weight = Math.min(Number(req.headers['content-length'] ?? limit) || limit, limit)
-      await packMemory.acquire(weight)
+      // Announced as soon as the token holds (synchronously, in the tick that parsed the headers), so that the
+      // push's metadata, sent while this body is still arriving, waits for it (Hub.packArriving).
+      let arrived: (() => void) | undefined
       try {
-        // The token covers the length and index; the pack bytes are bound by their id in the signed path.
-        const { data, headSha256, packSha256 } = await readPackBody(req, limit, `pack ${p.id}`)
-        checkBody(bodyHash, headSha256)
-        const answer = await hub.putPack(identity, p.id, data, packSha256)
-        metrics.received += data.length
+        const { identity, bodyHash } = await authenticate(req, () => (arrived = hub.packArriving(p.id!)))
+        ctx.ns = identity.ns
+        const limit = hub.limits.pack + 8 * MIB // the index rides along
+        const length = checkLength(req, limit, `pack ${p.id}`)
+        // Streamed to a temp file and checked as it arrives (Hub.receivePack). The token covers the length and
+        // index; the pack bytes are bound by their id in the signed path.
+        const { received, ...answer } = await hub.receivePack(identity, p.id!, req, {
+          limit,
+          checkHead: (sha256) => checkBody(bodyHash, sha256),
+          ...(length !== undefined ? { length } : {}),
+        })
+        metrics.received += received
         if (answer.stored) metrics.packsStored++
         sendJson(res, answer.stored ? 201 : 200, answer)
       } finally {
-        packMemory.release(weight)
+        arrived?.()
       }
     }),
     route('GET', `${API}/flists`, 'list', async (req, res) => {

@@ -55,6 +55,8 @@ export interface HubLocation {
 }
 
 export interface MissingAnswer {
+  /** The caller's namespace (what /whoami answers as ns: a push needs it and saves asking). */
+  ns: string
   /** Asked sids the hub has no usable copy of. */
   missing: string[]
   /** Asked packs the hub does not have. */
@@ -184,19 +186,17 @@ export function encodePackBody(entries: readonly PackEntry[], pack: Buffer): Buf
   return Buffer.concat(packBodyParts(entries, pack))
 }
 
-export function decodePackBody(body: Buffer): { entries: PackEntry[]; pack: Buffer } {
-  if (body.length < 4) throw zerr('INVALID_ARGUMENT', 'pack upload is shorter than its 4-byte index length')
-  const n = body.readUInt32BE(0)
-  if (n > MAX_INDEX_BYTES || 4 + n > body.length) throw zerr('INVALID_ARGUMENT', `pack upload announces a ${n}-byte index, but the body has ${body.length - 4} bytes after the length (truncated?)`)
+/** The index of a pack upload (the JSON after the 4-byte length), validated. */
+export function parsePackIndex(index: Buffer): PackEntry[] {
   let json: unknown
   try {
-    json = JSON.parse(body.subarray(4, 4 + n).toString('utf8'))
+    json = JSON.parse(index.toString('utf8'))
   } catch {
     throw zerr('INVALID_ARGUMENT', 'pack upload index is not JSON')
   }
   const r = PackIndexSchema.safeParse(json)
   if (!r.success) throw zerr('INVALID_ARGUMENT', `pack upload index: ${zodMessage(r.error)}`)
-  return { entries: r.data.chunks, pack: body.subarray(4 + n) }
+  return r.data.chunks
 }
 
 export function zodMessage(error: z.ZodError): string {

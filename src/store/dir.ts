@@ -7,7 +7,8 @@
 // index rows are committed, so the index never points at a pack that a crash lost. A pack without rows (or a
 // stray temp file) is harmless: readers only open `<id>.pack`, lookups only see committed rows.
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises'
+import { createReadStream } from 'node:fs'
+import { copyFile, mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import { ZosError, errorMessage, zerr } from '../core/errors.js'
@@ -279,15 +280,18 @@ export class DirStore implements WritableStore {
     return found
   }
 
+  /**
+   * Stores a pack atomically and indexes its chunks. The bytes are hashed against the id first, unless the caller
+   * passes `sha256`: the digest it already computed over exactly these bytes (the packer names the packs it builds;
+   * the hub hashes uploads as they arrive), which saves a pass over the pack.
+   */
   async putPack(pack: string, data: Buffer, chunks: readonly ChunkLocation[], options: PutPackOptions = {}): Promise<void> {
     this.checkOpen()
     if (!isPackId(pack)) throw zerr('INVALID_ARGUMENT', `pack id must be 64 lowercase hex characters, got ${JSON.stringify(pack)}`)
     if (!Buffer.isBuffer(data)) throw zerr('INVALID_ARGUMENT', `pack ${pack}: data must be a Buffer`)
-    if (options.idComputed !== true) {
-      const actual = createHash('sha256').update(data).digest('hex')
-      if (actual !== pack) {
-        throw zerr('CHUNK_TAMPERED', `pack data hashes to ${actual}, not to its claimed id ${pack}; nothing was written`, { pack, actual })
-      }
+    const actual = options.sha256 ?? createHash('sha256').update(data).digest('hex')
+    if (actual !== pack) {
+      throw zerr('CHUNK_TAMPERED', `pack data hashes to ${actual}, not to its claimed id ${pack}; nothing was written`, { pack, actual })
     }
     if (!Array.isArray(chunks)) throw zerr('INVALID_ARGUMENT', `pack ${pack}: chunks must be an array`)
     chunks.forEach((c, i) => checkChunk(c, pack, data.length, i))
@@ -296,13 +300,77 @@ export class DirStore implements WritableStore {
     const final = packPath(this.root, pack)
     const existing = await this.statPack(pack)
     if (existing !== data.length) await this.writeAtomically(final, pack, data)
+    this.indexPack(db, pack, data.length, chunks)
+  }
 
+  /**
+   * Stores a pack that is already complete in a file (the hub receives uploads into one): the file is made durable
+   * and renamed into place (copied when it lies on another filesystem), then its chunks are indexed. `sha256`
+   * as in putPack; without it the file is hashed first. The file is gone on success and left as it was on failure.
+   */
+  async putPackFile(pack: string, file: string, chunks: readonly ChunkLocation[], options: PutPackOptions = {}): Promise<void> {
+    this.checkOpen()
+    if (!isPackId(pack)) throw zerr('INVALID_ARGUMENT', `pack id must be 64 lowercase hex characters, got ${JSON.stringify(pack)}`)
+    let size: number
+    try {
+      size = (await stat(file)).size
+    } catch (err) {
+      throw zerr('NOT_FOUND', `pack file ${file} does not exist`, { path: file }, err)
+    }
+    let actual = options.sha256
+    if (actual === undefined) {
+      const h = createHash('sha256')
+      for await (const piece of createReadStream(file) as AsyncIterable<Buffer>) h.update(piece)
+      actual = h.digest('hex')
+    }
+    if (actual !== pack) throw zerr('CHUNK_TAMPERED', `pack data hashes to ${actual}, not to its claimed id ${pack}; nothing was written`, { pack, actual })
+    if (!Array.isArray(chunks)) throw zerr('INVALID_ARGUMENT', `pack ${pack}: chunks must be an array`)
+    chunks.forEach((c, i) => checkChunk(c, pack, size, i))
+    const db = this.index()
+    const final = packPath(this.root, pack)
+    if ((await this.statPack(pack)) === size) await rm(file, { force: true })
+    else {
+      const dir = join(this.root, 'packs', pack.slice(0, 2))
+      try {
+        const fh = await open(file, 'r+')
+        try {
+          await fh.sync()
+        } finally {
+          await fh.close()
+        }
+        await mkdir(dir, { recursive: true })
+        try {
+          await rename(file, final)
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err
+          const tmp = join(dir, `.${pack}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`)
+          await copyFile(file, tmp)
+          const th = await open(tmp, 'r+')
+          await th.sync().finally(() => th.close())
+          await rename(tmp, final)
+          await rm(file, { force: true })
+        }
+        const dh = await open(dir, 'r')
+        try {
+          await dh.sync()
+        } finally {
+          await dh.close()
+        }
+      } catch (err) {
+        if (ZosError.is(err)) throw err
+        throw zerr('STORE_UNAVAILABLE', `moving pack ${pack} to ${final} failed: ${errorMessage(err)}`, { pack, path: final }, err)
+      }
+    }
+    this.indexPack(db, pack, size, chunks)
+  }
+
+  private indexPack(db: Database.Database, pack: string, size: number, chunks: readonly ChunkLocation[]): void {
     const insertPack = this.stmt('INSERT OR IGNORE INTO packs (id, size, created) VALUES (?, ?, ?)')
     // A chunk already stored elsewhere keeps its first location: both copies are valid.
     const insertChunk = this.stmt('INSERT OR IGNORE INTO chunks (sid, pack, offset, length, size, codec, base) VALUES (?, ?, ?, ?, ?, ?, ?)')
     try {
       db.transaction(() => {
-        insertPack.run(pack, data.length, Date.now())
+        insertPack.run(pack, size, Date.now())
         for (const c of chunks) insertChunk.run(c.sid, pack, c.offset, c.length, c.size, c.codec, c.base ?? null)
       })()
     } catch (err) {

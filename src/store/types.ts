@@ -45,11 +45,11 @@ export interface Store {
 
 export interface PutPackOptions {
   /**
-   * The caller computed `pack` from these very bytes in this process (the packer names the packs it builds),
-   * so the store does not hash them again. Never set it for bytes received from elsewhere (an upload, another
-   * process, a file): those are always checked.
+   * The SHA-256 (hex) the caller computed over exactly these bytes in this process (the packer names the packs
+   * it builds; the hub hashes an upload as it streams in), so the store compares it with the id instead of
+   * hashing the bytes again. Never pass a digest someone else claimed: bytes from elsewhere are always hashed.
    */
-  readonly idComputed?: boolean
+  readonly sha256?: string
 }
 
 export interface WritableStore extends Store {
@@ -58,7 +58,7 @@ export interface WritableStore extends Store {
   lookupChunks(sids: readonly string[]): Promise<Map<string, ChunkLocation>>
   /**
    * Stores one pack atomically (written to a temp name, fsynced, renamed) and records its chunks in the
-   * store's index. The pack id must equal the SHA-256 of `data` (checked, unless `options.idComputed`).
+   * store's index. The pack id must equal the SHA-256 of `data` (hashed, unless `options.sha256` gives the caller's own digest).
    * Idempotent.
    */
   putPack(pack: string, data: Buffer, chunks: readonly ChunkLocation[], options?: PutPackOptions): Promise<void>

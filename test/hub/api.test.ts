@@ -77,6 +77,7 @@ test('api - packs: upload verified and idempotent, Range reads with ETag and imm
   const client = hub.client(key)
   const [p] = await packsOf(v1)
   const before = await client.missing({ sids: p!.entries.map((e) => e.sid), packs: [p!.id] })
+  assert.equal(before.ns, nsOf(key), 'the answer names the caller\'s namespace')
   assert.deepEqual(before.missingPacks, [p!.id])
   assert.equal(before.missing.length, p!.entries.length)
   const put = await client.putPack(p!.id, p!.entries, p!.data)
@@ -218,6 +219,64 @@ test('api - flist upload: verified, stored, tagged with history, downloadable wi
   const html = await (await fetch(`${hub.url}/`)).text()
   assert.match(html, new RegExp(`${ns}</code>/<b>web</b>`))
   assert.ok(html.includes(key.address), 'the page shows the signer')
+})
+
+/** Starts a signed pack upload and sends its body up to `cut` bytes; `finish(rest)` sends the rest. */
+function slowPut(url: string, key: KeyPair, id: string, body: Buffer, cut: number): { answer: Promise<{ status: number; json: { error?: { code: string } } }>; finish: (rest: Buffer) => void } {
+  const path = `/api/v1/packs/${id}`
+  const authorization = createToken(key, { method: 'PUT', path, bodyHash: sha256Hex(body.subarray(0, 4 + body.readUInt32BE(0))) })
+  let finish!: (rest: Buffer) => void
+  const answer = new Promise<{ status: number; json: { error?: { code: string } } }>((resolve, reject) => {
+    const req = request(url + path, { method: 'PUT', headers: { authorization, 'content-length': body.length } }, (res) => {
+      const parts: Buffer[] = []
+      res.on('data', (d: Buffer) => parts.push(d))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(parts).toString()) as { error?: { code: string } } }))
+    })
+    req.on('error', reject)
+    req.write(body.subarray(0, cut))
+    finish = (rest) => req.end(rest)
+  })
+  return { answer, finish }
+}
+
+test('api - an flist sent while its packs are still arriving waits for them; if one is refused, the flist is too and nothing stays', async (t) => {
+  const { hub, key, v1 } = await setup(t)
+  const client = hub.client(key)
+  const ns = nsOf(key)
+  const packs = await packsOf(v1)
+  const last = packs.at(-1)!
+  for (const p of packs.slice(0, -1)) await client.putPack(p.id, p.entries, p.data)
+  const clean = await census(hub)
+
+  // The last pack is refused (one byte altered in transit) while the metadata waits for it.
+  const body = encodePackBody(last.entries, last.data)
+  const half = body.length - Math.floor(last.data.length / 2)
+  const bad = slowPut(hub.url, key, last.id, body, half)
+  await new Promise((r) => setTimeout(r, 100)) // the hub has the headers: the pack is arriving
+  let settled = false
+  const refused = client.uploadFlist(ns, 'web', v1.file, { tag: 'v1' }).finally(() => (settled = true))
+  refused.catch(() => {})
+  await new Promise((r) => setTimeout(r, 300))
+  assert.equal(settled, false, 'the flist waits for the pack it names')
+  const altered = Buffer.from(body.subarray(half))
+  altered[altered.length - 1]! ^= 1
+  bad.finish(altered)
+  assert.equal((await bad.answer).json.error?.code, 'CHUNK_TAMPERED')
+  await assert.rejects(refused, { code: 'CHUNK_MISSING' })
+  assert.deepEqual(await census(hub), clean, 'neither the pack nor the flist was kept')
+
+  // The same, with the pack arriving whole: the flist is accepted once it is stored.
+  const good = slowPut(hub.url, key, last.id, body, half)
+  await new Promise((r) => setTimeout(r, 100))
+  settled = false
+  const accepted = client.uploadFlist(ns, 'web', v1.file, { tag: 'v1' }).finally(() => (settled = true))
+  await new Promise((r) => setTimeout(r, 300))
+  assert.equal(settled, false)
+  good.finish(body.subarray(half))
+  assert.equal((await good.answer).status, 201)
+  const answer = await accepted
+  assert.equal(answer.version.root, v1.root)
+  assert.equal((await census(hub)).versions, 1)
 })
 
 test('api - flist refusals: unsigned, foreign signer, altered, truncated, chunks missing, not an flist, other namespace, over quota', async (t) => {

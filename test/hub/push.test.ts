@@ -77,6 +77,41 @@ test('push - a second version packed into the same store moves only its new pack
   assert.equal((await census(hub)).versions, 2)
 })
 
+test('push - metadata that overtakes its packs (the hub had not seen them start) is sent again once they are stored', async (t) => {
+  const hub = await startTestHub(t)
+  const key = newKey()
+  const dir = await tempDir(t)
+  const client = hub.client(key)
+  const v1 = await packTree(t, dir, 'v1', tree(1), { signers: [key] })
+  // A client whose pack uploads say they have begun but start only once the hub has answered the metadata.
+  let answered!: () => void
+  const firstAnswer = new Promise<void>((resolve) => (answered = resolve))
+  const putPack = client.putPack.bind(client)
+  client.putPack = async (id, entries, data, onSent, onStarted) => {
+    onStarted?.()
+    await firstAnswer
+    return putPack(id, entries, data, onSent)
+  }
+  const uploadFlist = client.uploadFlist.bind(client)
+  const sent: string[] = []
+  client.uploadFlist = async (...args) => {
+    try {
+      const a = await uploadFlist(...args)
+      sent.push('ok')
+      return a
+    } catch (err) {
+      sent.push((err as { code?: string }).code ?? 'error')
+      throw err
+    } finally {
+      answered()
+    }
+  }
+  const r = await pushFlist(client, v1.file, { name: 'app', tag: 'v1', store: v1.store })
+  assert.deepEqual(sent, ['CHUNK_MISSING', 'ok'])
+  assert.equal(r.version.root, v1.root)
+  assert.equal(r.uploadedPacks, packsOfFile(v1.file).size)
+})
+
 test('push - packed elsewhere: chunks the hub has are reused, only missing ones are copied; seal and signature hold', async (t) => {
   const hub = await startTestHub(t)
   const key = newKey()

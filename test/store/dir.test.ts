@@ -98,15 +98,16 @@ test('dir store - putPack is idempotent and a chunk keeps its first location', a
   assert.deepEqual(await s.stats(), { packs: 2, bytes: 512 + 132, chunks: 4 })
 })
 
-test('dir store - idComputed skips only the hash: the packer names its packs itself', async (t) => {
+test('dir store - a digest the caller computed replaces only the hash: the packer names its packs itself', async (t) => {
   const s = await newStore(t)
   const p = buildPack(4, 500)
-  await s.putPack(p.id, p.data, p.chunks, { idComputed: true })
+  await s.putPack(p.id, p.data, p.chunks, { sha256: p.id })
   assert.deepEqual(await readFile(packPath(s.root, p.id)), p.data)
   assert.equal((await s.lookupChunks([p.chunks[2]!.sid])).get(p.chunks[2]!.sid)!.offset, 1000)
   // Everything else is still checked.
-  await assert.rejects(s.putPack('X'.repeat(64), p.data, p.chunks, { idComputed: true }), { code: 'INVALID_ARGUMENT' })
-  await assert.rejects(s.putPack(p.id, p.data, [{ ...p.chunks[1]!, offset: 1900 }], { idComputed: true }), { code: 'INVALID_ARGUMENT' })
+  await assert.rejects(s.putPack('X'.repeat(64), p.data, p.chunks, { sha256: p.id }), { code: 'INVALID_ARGUMENT' })
+  await assert.rejects(s.putPack(p.id, p.data, p.chunks, { sha256: '0'.repeat(64) }), { code: 'CHUNK_TAMPERED' })
+  await assert.rejects(s.putPack(p.id, p.data, [{ ...p.chunks[1]!, offset: 1900 }], { sha256: p.id }), { code: 'INVALID_ARGUMENT' })
 })
 
 test('dir store - a wrong hash is refused with CHUNK_TAMPERED and nothing is written', async (t) => {

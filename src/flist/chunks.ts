@@ -1,0 +1,56 @@
+// Chunk rows of a metadata file and the store ids of chunks: what a reader and the hub client share. Light on
+// purpose (node:crypto and SQLite rows only): `zos hub push FILE.fl` reads chunk rows without loading the codecs.
+import { createHmac } from 'node:crypto'
+import type Database from 'better-sqlite3'
+
+export interface ChunkInfo {
+  id: number
+  hash: Buffer
+  /** Store id (hex). */
+  sid: string
+  size: number
+  pack: string
+  offset: number
+  length: number
+  codec: number
+  base?: number
+}
+
+/** Store-visible id of a chunk: hex sha256 of the plaintext, or a keyed id under the flist's encryption key. */
+export function storeId(hash: Uint8Array, key: Buffer | undefined): string {
+  if (!key) return Buffer.from(hash).toString('hex')
+  return createHmac('sha256', key).update('zos-chunk-id-v1').update(hash).digest('hex')
+}
+
+/** A chunk row as `raw` statements return it: id, hash, size, pack, offset, length, codec, base. */
+type ChunkRow = [number, Buffer, number, string, number, number, number, number | null]
+const CHUNK_COLUMNS = 'SELECT id, hash, size, pack, offset, length, codec, base FROM chunk'
+/** Ids or packs per query (below SQLite's parameter limit). */
+const CHUNK_BATCH = 500
+
+function chunkInfos(rows: readonly ChunkRow[], key: Buffer | undefined): ChunkInfo[] {
+  return rows.map(([id, hash, size, pack, offset, length, codec, base]) => {
+    const c: ChunkInfo = { id, hash, sid: key ? storeId(hash, key) : hash.toString('hex'), size, pack, offset, length, codec }
+    if (base !== null) c.base = base
+    return c
+  })
+}
+
+/**
+ * Every chunk row of an open flist database in pack order, in one query. FlistReader.allChunks after the full
+ * checks of open(); the hub client calls it directly on a file it is about to push (the hub checks that file).
+ */
+export function readAllChunks(db: Database.Database, encryptionKey: Buffer | undefined): ChunkInfo[] {
+  return chunkInfos(db.prepare(`${CHUNK_COLUMNS} ORDER BY pack, offset`).raw(true).all() as ChunkRow[], encryptionKey)
+}
+
+/** The chunk rows whose id (or pack) is one of `values`, in one query per 500 values, in no particular order. */
+export function readChunksWhere(db: Database.Database, encryptionKey: Buffer | undefined, column: 'id' | 'pack', values: readonly (number | string)[]): ChunkInfo[] {
+  const out: ChunkInfo[] = []
+  for (let i = 0; i < values.length; i += CHUNK_BATCH) {
+    const batch = values.slice(i, i + CHUNK_BATCH)
+    const rows = db.prepare(`${CHUNK_COLUMNS} WHERE ${column} IN (${batch.map(() => '?').join(',')})`).raw(true).all(...batch) as ChunkRow[]
+    out.push(...chunkInfos(rows, encryptionKey))
+  }
+  return out
+}
