@@ -16,7 +16,7 @@
 // The hub runs as `zos hub serve` in a child process; data lives on tmpfs (/dev/shm) so the figures measure code
 // and loopback, not the disk. Best of ROUNDS rounds, each on a fresh hub.
 //   npm run bench -- hub [--quick]
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -48,6 +48,19 @@ interface Child {
   stop(): Promise<void>
 }
 
+/** The URL a server child prints as its first stdout line. */
+function urlFromStdout(child: ChildProcess, what: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let out = ''
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString()
+      const m = /^(http:\/\/\S+)\n/.exec(out)
+      if (m) resolve(m[1]!)
+    })
+    child.once('exit', (code) => reject(new Error(`${what} exited with ${code}`)))
+  })
+}
+
 async function startHubProcess(data: string, home: string): Promise<Child> {
   const fromSource = import.meta.url.endsWith('.ts')
   const main = fileURLToPath(new URL(`../src/cli/main.${fromSource ? 'ts' : 'js'}`, import.meta.url))
@@ -55,15 +68,7 @@ async function startHubProcess(data: string, home: string): Promise<Child> {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, ZOS_HOME: home },
   })
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = ''
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString()
-      const m = /^(http:\/\/\S+)\n/.exec(out)
-      if (m) resolve(m[1]!)
-    })
-    child.once('exit', (code) => reject(new Error(`zos hub serve exited with ${code}`)))
-  })
+  const url = await urlFromStdout(child, 'zos hub serve')
   return { url, stop: () => new Promise<void>((resolve) => (child.once('exit', () => resolve()), child.kill('SIGTERM'))) }
 }
 
@@ -104,15 +109,7 @@ process.on('SIGTERM', () => process.exit(0))
 
 async function startSinkProcess(dir: string): Promise<Child> {
   const child = spawn(process.execPath, ['-e', SINK, dir], { stdio: ['ignore', 'pipe', 'inherit'] })
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = ''
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString()
-      const m = /^(http:\/\/\S+)\n/.exec(out)
-      if (m) resolve(m[1]!)
-    })
-    child.once('exit', (code) => reject(new Error(`the sink exited with ${code}`)))
-  })
+  const url = await urlFromStdout(child, 'the sink')
   return { url, stop: () => new Promise<void>((resolve) => (child.once('exit', () => resolve()), child.kill('SIGTERM'))) }
 }
 

@@ -2,18 +2,12 @@
 // purpose (node:crypto and SQLite rows only): `zos hub push FILE.fl` reads chunk rows without loading the codecs.
 import { createHmac } from 'node:crypto'
 import type Database from 'better-sqlite3'
+import type { ChunkRow } from './writer.js'
 
-export interface ChunkInfo {
-  id: number
-  hash: Buffer
+/** A chunk row with its store id. */
+export interface ChunkInfo extends ChunkRow {
   /** Store id (hex). */
   sid: string
-  size: number
-  pack: string
-  offset: number
-  length: number
-  codec: number
-  base?: number
 }
 
 /** Store-visible id of a chunk: hex sha256 of the plaintext, or a keyed id under the flist's encryption key. */
@@ -23,12 +17,12 @@ export function storeId(hash: Uint8Array, key: Buffer | undefined): string {
 }
 
 /** A chunk row as `raw` statements return it: id, hash, size, pack, offset, length, codec, base. */
-type ChunkRow = [number, Buffer, number, string, number, number, number, number | null]
+type RawChunkRow = [number, Buffer, number, string, number, number, number, number | null]
 const CHUNK_COLUMNS = 'SELECT id, hash, size, pack, offset, length, codec, base FROM chunk'
 /** Ids or packs per query (below SQLite's parameter limit). */
 const CHUNK_BATCH = 500
 
-function chunkInfos(rows: readonly ChunkRow[], key: Buffer | undefined): ChunkInfo[] {
+function chunkInfos(rows: readonly RawChunkRow[], key: Buffer | undefined): ChunkInfo[] {
   return rows.map(([id, hash, size, pack, offset, length, codec, base]) => {
     const c: ChunkInfo = { id, hash, sid: key ? storeId(hash, key) : hash.toString('hex'), size, pack, offset, length, codec }
     if (base !== null) c.base = base
@@ -41,7 +35,7 @@ function chunkInfos(rows: readonly ChunkRow[], key: Buffer | undefined): ChunkIn
  * checks of open(); the hub client calls it directly on a file it is about to push (the hub checks that file).
  */
 export function readAllChunks(db: Database.Database, encryptionKey: Buffer | undefined): ChunkInfo[] {
-  return chunkInfos(db.prepare(`${CHUNK_COLUMNS} ORDER BY pack, offset`).raw(true).all() as ChunkRow[], encryptionKey)
+  return chunkInfos(db.prepare(`${CHUNK_COLUMNS} ORDER BY pack, offset`).raw(true).all() as RawChunkRow[], encryptionKey)
 }
 
 /** The chunk rows whose id (or pack) is one of `values`, in one query per 500 values, in no particular order. */
@@ -49,7 +43,7 @@ export function readChunksWhere(db: Database.Database, encryptionKey: Buffer | u
   const out: ChunkInfo[] = []
   for (let i = 0; i < values.length; i += CHUNK_BATCH) {
     const batch = values.slice(i, i + CHUNK_BATCH)
-    const rows = db.prepare(`${CHUNK_COLUMNS} WHERE ${column} IN (${batch.map(() => '?').join(',')})`).raw(true).all(...batch) as ChunkRow[]
+    const rows = db.prepare(`${CHUNK_COLUMNS} WHERE ${column} IN (${batch.map(() => '?').join(',')})`).raw(true).all(...batch) as RawChunkRow[]
     out.push(...chunkInfos(rows, encryptionKey))
   }
   return out

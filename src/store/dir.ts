@@ -350,12 +350,7 @@ export class DirStore implements WritableStore {
           await rename(tmp, final)
           await rm(file, { force: true })
         }
-        const dh = await open(dir, 'r')
-        try {
-          await dh.sync()
-        } finally {
-          await dh.close()
-        }
+        await syncDir(dir)
       } catch (err) {
         if (ZosError.is(err)) throw err
         throw zerr('STORE_UNAVAILABLE', `moving pack ${pack} to ${final} failed: ${errorMessage(err)}`, { pack, path: final }, err)
@@ -392,12 +387,7 @@ export class DirStore implements WritableStore {
         await fh.close()
       }
       await rename(tmp, final)
-      const dh = await open(dir, 'r')
-      try {
-        await dh.sync()
-      } finally {
-        await dh.close()
-      }
+      await syncDir(dir)
     } catch (err) {
       await rm(tmp, { force: true }).catch(() => {})
       if (ZosError.is(err)) throw err
@@ -455,5 +445,15 @@ export class DirStore implements WritableStore {
     this.statements.clear()
     this.db?.close()
     this.db = undefined
+  }
+}
+
+/** Makes a rename in `dir` durable: without it a crash can forget the new name. */
+async function syncDir(dir: string): Promise<void> {
+  const dh = await open(dir, 'r')
+  try {
+    await dh.sync()
+  } finally {
+    await dh.close()
   }
 }
