@@ -15,6 +15,7 @@ function storeOption(value: string | undefined): string {
 }
 
 async function trustList(specs: readonly string[]): Promise<{ describe: string; matches(pk: Uint8Array): boolean }[]> {
+  if (specs.length === 0) return [] // the key code takes 60-250 ms to load: only when a key is given
   const { parseTrust } = await import('../core/keys.js')
   return Promise.all(specs.map(parseTrust))
 }

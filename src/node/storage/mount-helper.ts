@@ -3,7 +3,6 @@
 // away (the node unmounts it) or on SIGTERM/SIGINT (it unmounts first). Argument: one JSON object
 // {flist, mountpoint, store, cache, cacheBytes, trust[]}. Logs go to stderr (a file the node chose).
 import { z } from 'zod'
-import { parseTrust } from '../../core/keys.js'
 import { errorMessage } from '../../core/errors.js'
 import { DiskChunkCache } from '../../flist/cache.js'
 import { mountFlist } from '../../flist/mount.js'
@@ -27,7 +26,8 @@ async function main(): Promise<void> {
   const args = ArgsSchema.parse(JSON.parse(process.argv[2] ?? '{}'))
   const cache = await DiskChunkCache.open(args.cache, args.cacheBytes)
   const store = await openStore(args.store)
-  const trust = await Promise.all(args.trust.map(parseTrust))
+  // The key code takes 60-250 ms to load: only when the node asks for a signer.
+  const trust = args.trust.length ? await import('../../core/keys.js').then(({ parseTrust }) => Promise.all(args.trust.map(parseTrust))) : []
   const m = await mountFlist(args.flist, args.mountpoint, {
     store,
     cache,
