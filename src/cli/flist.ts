@@ -314,7 +314,7 @@ export function registerFlist(program: Command): void {
     .option('-s, --store <url>', 'store holding the chunks; default $ZOS_STORE')
     .option('--cache <dir>', 'chunk cache shared by all mounts (default $ZOS_HOME/cache or ~/.zos/cache)')
     .option('--cache-size <size>', 'bound of the chunk cache, e.g. 2G', '2G')
-    .option('--memory-cache <size>', 'verified chunks this mount keeps in memory, e.g. 256M', '64M')
+    .option('--memory-cache <size>', "verified chunks this mount keeps in memory, e.g. 256M; 'auto': 1/16 of the RAM, 64M-1G", 'auto')
     .option('--trust <key>', 'require a valid signature by this key (repeatable)', collect, [])
     .option('--writable <dir>', 'mount an overlayfs at the mountpoint: the flist below, DIR/upper and DIR/work on local disk')
     .option('--trace <file>', 'record the order in which files are first opened, for `zos flist pack --prefetch`')
@@ -345,7 +345,7 @@ export function registerFlist(program: Command): void {
         cache,
         trust: await trustList(opts.trust as string[]),
         prefetch: opts.prefetch !== false,
-        memoryBytes: parseSize(String(opts.memoryCache)),
+        ...(opts.memoryCache === 'auto' ? {} : { memoryBytes: parseSize(String(opts.memoryCache)) }),
         ...(opts.trace ? { traceFile: String(opts.trace) } : {}),
       })
       if (writable) {

@@ -25,7 +25,10 @@ export interface FlistMountOptions {
    * reader stays sequential, up to 4 times this.
    */
   readAheadChunks?: number
-  /** Verified chunks kept in memory by this mount (default 64 MiB); reads served from it are not re-hashed. */
+  /**
+   * Verified chunks kept in memory by this mount (default defaultMemoryBytes(): 1/16 of the RAM, 64 MiB-1 GiB);
+   * reads served from it are not re-hashed.
+   */
   memoryBytes?: number
   /** Files up to this size are fetched whole when opened (default 1 MiB). */
   smallFileBytes?: number
