@@ -57,10 +57,6 @@ const S_IFDIR = 0o040000
 const STREAM_SLACK = 4 * 1024 * 1024
 /** Chunks per read-ahead fetch (about 1 MiB: one store request). */
 const READ_AHEAD_BATCH = 16
-/** Pooled reply buffers: their size (the largest FUSE read), the smallest reply that uses one, how many. */
-const POOL_BUFFER_BYTES = 1024 * 1024
-const POOL_MIN_BYTES = 128 * 1024
-const POOL_MAX_BUFFERS = 32
 
 export function attrOf(inode: Inode): Attr {
   return {
@@ -88,9 +84,6 @@ export class FlistFs implements FuseOps {
   /** Per file being read sequentially: where reads got to, how far ahead chunks were asked for, the window. */
   private readonly streams = new Map<number, { end: number; ahead: number; window: number }>()
   private readonly traced = new Set<number>()
-  private readonly spareBuffers: Buffer[] = []
-  private readonly releasing: Buffer[] = []
-  private pooledBuffers = 0
   private readonly lookedUp = new Map<number, { parent: number; name: string }>()
   readonly trace: string[] = []
   private readonly readAhead: number
@@ -186,7 +179,7 @@ export class FlistFs implements FuseOps {
     this.fetcher.fetch(chunks).catch(() => {})
   }
 
-  async read(ino: bigint, _fh: bigint, offset: number, size: number): Promise<Buffer> {
+  async read(ino: bigint, _fh: bigint, offset: number, size: number): Promise<Buffer | Buffer[]> {
     const n = Number(ino)
     const list = this.extents(n)
     if (list.length === 0) return Buffer.alloc(0)
@@ -215,40 +208,9 @@ export class FlistFs implements FuseOps {
     this.readBytes += end - offset
     const first = wanted[0]!
     if (plains.length === 1) return plains[0]!.subarray(offset - first.offset, end - first.offset)
-    const out = this.replyBuffer(end - offset)
-    let pos = 0
-    wanted.forEach((e, i) => {
-      const from = Math.max(offset, e.offset) - e.offset
-      const to = Math.min(end, e.end) - e.offset
-      plains[i]!.copy(out, pos, from, to)
-      pos += to - from
-    })
-    return out
-  }
-
-  /**
-   * A buffer for a reply that spans several chunks. Reads of a few hundred KiB to 1 MiB reuse pooled buffers:
-   * a fresh 1 MiB allocation per read (page faults, and garbage collections triggered by external memory) cost
-   * more than half of a warm read. This relies on the FUSE driver's contract that a read's reply is written to
-   * the kernel before its next await (docs/fuse.md): a buffer goes back to the pool only in a later macrotask
-   * (setImmediate), after every microtask, including the driver's write of that reply, has run.
-   */
-  private replyBuffer(n: number): Buffer {
-    if (n < POOL_MIN_BYTES || n > POOL_BUFFER_BYTES) return Buffer.allocUnsafe(n)
-    let buf = this.spareBuffers.pop()
-    if (!buf) {
-      if (this.pooledBuffers >= POOL_MAX_BUFFERS) return Buffer.allocUnsafe(n)
-      this.pooledBuffers++
-      buf = Buffer.allocUnsafe(POOL_BUFFER_BYTES)
-    }
-    this.releasing.push(buf)
-    if (this.releasing.length === 1) {
-      setImmediate(() => {
-        for (const b of this.releasing) this.spareBuffers.push(b)
-        this.releasing.length = 0
-      })
-    }
-    return buf.subarray(0, n)
+    // Views of the verified chunks, written to the kernel with one writev: no copy (the driver writes them
+    // before its next await, so a chunk evicted from the memory cache meanwhile is still this reply's).
+    return wanted.map((e, i) => plains[i]!.subarray(Math.max(offset, e.offset) - e.offset, Math.min(end, e.end) - e.offset))
   }
 
   /**
