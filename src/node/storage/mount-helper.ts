@@ -32,6 +32,9 @@ async function main(): Promise<void> {
     store,
     cache,
     trust,
+    // Not the RAM-sized default of `zos flist mount`: a node runs one helper per workload and sells its memory to
+    // workloads (docs/node.md), so each mount keeps a small fixed share; the page cache serves repeated reads.
+    memoryBytes: 64 * 1024 * 1024,
     logger: { warn: (o, msg) => log(msg, o), error: (o, msg) => log(msg, o) },
   })
   log('mounted', { flist: args.flist, mountpoint: m.mountpoint, root: m.reader.root.toString('hex') })
