@@ -12,7 +12,7 @@ import { FuseError, mountFuse, type FuseMount, type MountOptions } from '../fuse
 import type { Attr, DirEntry, DirEntryPlus, DirAdder, Entry, FuseLogger, FuseOps } from '../fuse/types.js'
 import type { Store } from '../store/types.js'
 import type { DiskChunkCache } from './cache.js'
-import { ChunkFetcher, type FetcherStats } from './fetch.js'
+import { ChunkFetcher, defaultMemoryBytes, type FetcherStats } from './fetch.js'
 import { FlistReader, type Inode, type TrustedKey } from './reader.js'
 import { ROOT_INO } from './schema.js'
 
@@ -97,7 +97,7 @@ export class FlistFs implements FuseOps {
   ) {
     this.fetcher = new ChunkFetcher(reader, store, {
       ...(options.cache ? { cache: options.cache } : {}),
-      ...(options.memoryBytes !== undefined ? { memoryBytes: options.memoryBytes } : {}),
+      memoryBytes: options.memoryBytes ?? defaultMemoryBytes(),
       onBadChunk: (info, err) => {
         this.badChunks++
         log.error({ chunk: info.sid, pack: info.pack, offset: info.offset, flist: reader.path }, `rejected a chunk that does not match its id: ${err.message}`)

@@ -153,3 +153,31 @@ test('cache - the memory cache defaults to 1/16 of the RAM, at most a quarter of
   const auto = defaultMemoryBytes()
   assert.ok(auto >= 64 * MiB && auto <= GiB)
 })
+
+test('cache - disk-cache writes wait for the store to be quiet (not during a burst of reads), and flushCache writes them', async (t) => {
+  const dir = await tempDir(t)
+  const content = randomBytes(600 * 1024)
+  const { flist, store: storeDir } = await packedFile(dir, content)
+  const reader = FlistReader.open(flist)
+  t.after(() => reader.close())
+  const store = await openStore(storeDir)
+  t.after(() => store.close())
+  const cache = await DiskChunkCache.open(join(dir, 'cache'), 64 * 1024 * 1024)
+  const fetcher = new ChunkFetcher(reader, store, { cache, memoryBytes: 0 })
+  assert.deepEqual(await readAll(fetcher, reader, content.length), content)
+  const chunks = fetcher.stats.fetchedChunks
+  assert.equal(cache.stats().entries, 0, 'nothing written during the reads')
+  // Still served (from the verified buffers waiting to be written) without the store, even with no memory cache.
+  assert.deepEqual(await readAll(fetcher, reader, content.length), content)
+  assert.equal(fetcher.stats.fetchedChunks, chunks)
+  // Written once the store has been quiet for a moment.
+  const deadline = Date.now() + 10_000
+  while (cache.stats().entries < chunks && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+  assert.equal(cache.stats().entries, chunks)
+
+  const other = await DiskChunkCache.open(join(dir, 'cache2'), 64 * 1024 * 1024)
+  const second = new ChunkFetcher(reader, store, { cache: other, memoryBytes: 0 })
+  await readAll(second, reader, content.length)
+  await second.flushCache()
+  assert.equal(other.stats().entries, chunks, 'flushCache starts the waiting writes and waits for them')
+})
