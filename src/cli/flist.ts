@@ -27,6 +27,9 @@ async function openFlist(path: string, trust: readonly string[] = []) {
 
 /** A hub://… reference becomes a downloaded, checked .fl plus the hub's store; anything else passes through. */
 async function resolveFlist(file: string, store: string | undefined): Promise<{ file: string; store: string | undefined }> {
+  // The hub client brings zod, tiny-secp256k1 (wasm) and the key code: 100-300 ms of a mount's start under
+  // load. Only hub references need it.
+  if (!(await import('../hub/names.js')).isHubUrl(file)) return { file, store }
   return (await import('../hub/resolve.js')).resolveFlistArg(file, store)
 }
 
