@@ -3,21 +3,32 @@
 // subsystem lazily inside actions, so `zos --help` stays fast. Errors are caught once, here.
 import { Command, CommanderError } from 'commander'
 import { ZosError, errorMessage } from '../core/errors.js'
-import { registerFlist } from './flist.js'
-import { registerKey } from './key.js'
-import { registerStore } from './store.js'
-import { registerLedger } from './ledger.js'
-import { registerTwin } from './twin.js'
-import { registerFarm } from './farm.js'
-import { registerNode } from './node.js'
-import { registerContract } from './contract.js'
-import { registerToken } from './token.js'
-import { registerCouncil } from './council.js'
-import { registerRelay } from './relay.js'
-import { registerRmb } from './rmb.js'
-import { registerDeploy } from './deploy.js'
-import { registerDeployment } from './deployment.js'
-import { registerHub } from './hub.js'
+type Register = (program: Command) => void
+
+// Each command group is imported only when it is used: a `zos flist mount --daemon` starts two node processes
+// on a node's critical path (a workload's start), and neither should load the ledger, deploy or hub commands.
+const GROUPS: Record<string, () => Promise<Register>> = {
+  flist: async () => (await import('./flist.js')).registerFlist,
+  key: async () => (await import('./key.js')).registerKey,
+  store: async () => (await import('./store.js')).registerStore,
+  ledger: async () => (await import('./ledger.js')).registerLedger,
+  twin: async () => (await import('./twin.js')).registerTwin,
+  farm: async () => (await import('./farm.js')).registerFarm,
+  node: async () => (await import('./node.js')).registerNode,
+  contract: async () => (await import('./contract.js')).registerContract,
+  token: async () => (await import('./token.js')).registerToken,
+  council: async () => (await import('./council.js')).registerCouncil,
+  relay: async () => (await import('./relay.js')).registerRelay,
+  rmb: async () => (await import('./rmb.js')).registerRmb,
+  deploy: async () => (await import('./deploy.js')).registerDeploy,
+  deployment: async () => (await import('./deployment.js')).registerDeployment,
+  hub: async () => (await import('./hub.js')).registerHub,
+}
+
+/** The command group named on the command line (the first argument that is not an option), if any. */
+function groupOf(argv: readonly string[]): string | undefined {
+  return argv.slice(2).find((a) => !a.startsWith('-'))
+}
 
 const [major] = process.versions.node.split('.').map(Number)
 if ((major ?? 0) < 20) {
@@ -25,7 +36,11 @@ if ((major ?? 0) < 20) {
   process.exit(1)
 }
 
-export function buildProgram(): Command {
+/**
+ * The CLI. With `only` naming a known group, just that group is registered (what a command run needs); without
+ * it (or for an unknown name: help, typos) every group is.
+ */
+export async function buildProgram(only?: string): Promise<Command> {
   const program = new Command('zos')
     .description('Zero-OS in TypeScript: verified flists, signed IT contracts, stateless nodes')
     .version('0.1.0')
@@ -33,26 +48,14 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     // Before any command is added: subcommands copy these settings when they are created.
     .exitOverride()
-  registerFlist(program)
-  registerKey(program)
-  registerStore(program)
-  registerLedger(program)
-  registerTwin(program)
-  registerFarm(program)
-  registerNode(program)
-  registerContract(program)
-  registerToken(program)
-  registerCouncil(program)
-  registerRelay(program)
-  registerRmb(program)
-  registerDeploy(program)
-  registerDeployment(program)
-  registerHub(program)
+  const names = only !== undefined && Object.hasOwn(GROUPS, only) ? [only] : Object.keys(GROUPS)
+  const registers = await Promise.all(names.map((n) => GROUPS[n]!()))
+  for (const register of registers) register(program)
   return program
 }
 
 async function main(): Promise<void> {
-  const program = buildProgram()
+  const program = await buildProgram(groupOf(process.argv))
   try {
     await program.parseAsync(process.argv)
   } catch (err) {
