@@ -16,6 +16,7 @@ function storeOption(value: string | undefined): string {
 }
 
 async function trustList(specs: readonly string[]): Promise<{ describe: string; matches(pk: Uint8Array): boolean }[]> {
+  if (specs.length === 0) return [] // the key code takes 60-250 ms to load: only when a key is given
   const { parseTrust } = await import('../core/keys.js')
   return Promise.all(specs.map(parseTrust))
 }
@@ -27,14 +28,21 @@ async function openFlist(path: string, trust: readonly string[] = []) {
 
 /** A hub://… reference becomes a downloaded, checked .fl plus the hub's store; anything else passes through. */
 async function resolveFlist(file: string, store: string | undefined): Promise<{ file: string; store: string | undefined }> {
+  // The hub client brings zod, tiny-secp256k1 (wasm) and the key code: 100-300 ms of a mount's start under
+  // load. Only hub references need it.
+  if (!(await import('../hub/names.js')).isHubUrl(file)) return { file, store }
   return (await import('../hub/resolve.js')).resolveFlistArg(file, store)
 }
 
 const FLIST_ARG = 'flist metadata file, or hub://[HOST:PORT/][NS/]NAME[:TAG]'
 
+/** Environment variable naming the descriptor on which a daemonized mount reports that it is serving. */
+const READY_FD_ENV = 'ZOS_MOUNT_READY_FD'
+
 /**
- * Re-runs this command without --daemon as a detached process and returns once the mountpoint is mounted
- * (or fails with what the child printed).
+ * Re-runs this command without --daemon as a detached process and returns once that process reports, on a
+ * pipe, that the mount is up and its flist verified (or fails with what the child printed). The mount may appear
+ * in the mount table before the flist's checks have passed (they overlap with mount(8)): appearing is not ready.
  */
 async function daemonize(mountpoint: string, cmd: Command): Promise<void> {
   const [{ spawn }, fs, path, os] = await Promise.all([import('node:child_process'), import('node:fs'), import('node:path'), import('node:os')])
@@ -42,23 +50,51 @@ async function daemonize(mountpoint: string, cmd: Command): Promise<void> {
   const logFile = path.join(os.tmpdir(), `zos-mount-${process.pid}.log`)
   const log = fs.openSync(logFile, 'w')
   const args = process.argv.slice(1).filter((a) => a !== '--daemon')
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log] })
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log, 'pipe'], env: { ...process.env, [READY_FD_ENV]: '3' } })
   fs.closeSync(log)
-  let exited: number | null | undefined
-  child.on('exit', (code) => (exited = code))
-  const mounted = (): boolean => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === target)
-  const deadline = Date.now() + 30_000
-  while (!mounted()) {
-    if (exited !== undefined || Date.now() > deadline) {
-      const out = fs.readFileSync(logFile, 'utf8').trim()
-      fs.rmSync(logFile, { force: true })
-      if (exited === undefined) child.kill()
-      throw zerr('TIMEOUT', `the mount did not come up${out ? `: ${out}` : ''}`)
+  const pipe = child.stdio[3] as import('node:stream').Readable
+  const outcome = await new Promise<'ready' | 'exited' | 'timeout'>((resolve) => {
+    let said = ''
+    const timer = setTimeout(() => resolve('timeout'), 30_000)
+    const done = (o: 'ready' | 'exited' | 'timeout'): void => {
+      clearTimeout(timer)
+      resolve(o)
     }
-    await new Promise((r) => setTimeout(r, 10))
+    pipe.setEncoding('utf8')
+    pipe.on('data', (d: string) => {
+      said += d
+      if (said.includes('ready\n')) done('ready')
+    })
+    pipe.on('error', () => {})
+    child.on('exit', () => done('exited'))
+  })
+  pipe.destroy()
+  if (outcome !== 'ready') {
+    const out = fs.readFileSync(logFile, 'utf8').trim()
+    fs.rmSync(logFile, { force: true })
+    if (outcome === 'timeout') child.kill()
+    throw zerr('TIMEOUT', `the mount did not come up${out ? `: ${out}` : ''}`)
   }
   child.unref()
   emit(cmd, { mountpoint: target, pid: child.pid, log: logFile }, (r) => `mounted at ${r.mountpoint} (pid ${r.pid}, log ${r.log}); stop with \`zos flist umount ${r.mountpoint}\``)
+}
+
+/** In a daemonized mount: tell the waiting parent that the mount is serving (once; the pipe is closed after). */
+async function reportReady(): Promise<void> {
+  const fd = Number(process.env[READY_FD_ENV])
+  delete process.env[READY_FD_ENV]
+  if (!Number.isInteger(fd) || fd < 3) return
+  const fs = await import('node:fs')
+  try {
+    fs.writeSync(fd, 'ready\n')
+  } catch {
+    // the parent is gone: nobody waits
+  }
+  try {
+    fs.closeSync(fd)
+  } catch {
+    // already closed
+  }
 }
 
 function modeString(mode: number): string {
@@ -317,7 +353,7 @@ export function registerFlist(program: Command): void {
     .option('-s, --store <url>', 'store holding the chunks; default $ZOS_STORE')
     .option('--cache <dir>', 'chunk cache shared by all mounts (default $ZOS_HOME/cache or ~/.zos/cache)')
     .option('--cache-size <size>', 'bound of the chunk cache, e.g. 2G', '2G')
-    .option('--memory-cache <size>', 'verified chunks this mount keeps in memory, e.g. 256M', '64M')
+    .option('--memory-cache <size>', "verified chunks this mount keeps in memory, e.g. 256M; 'auto': 1/16 of the RAM, 64M-1G", 'auto')
     .option('--trust <key>', 'require a valid signature by this key (repeatable)', collect, [])
     .option('--writable <dir>', 'mount an overlayfs at the mountpoint: the flist below, DIR/upper and DIR/work on local disk')
     .option('--trace <file>', 'record the order in which files are first opened, for `zos flist pack --prefetch`')
@@ -348,7 +384,7 @@ export function registerFlist(program: Command): void {
         cache,
         trust: await trustList(opts.trust as string[]),
         prefetch: opts.prefetch !== false,
-        memoryBytes: parseSize(String(opts.memoryCache)),
+        ...(opts.memoryCache === 'auto' ? {} : { memoryBytes: parseSize(String(opts.memoryCache)) }),
         ...(opts.trace ? { traceFile: String(opts.trace) } : {}),
       })
       if (writable) {
@@ -365,6 +401,7 @@ export function registerFlist(program: Command): void {
       }
       process.once('SIGINT', onSignal)
       process.once('SIGTERM', onSignal)
+      await reportReady()
       emit(cmd, { mountpoint, flist: file, root: m.reader.root.toString('hex'), pid: process.pid, writable: writable ?? null }, (r) =>
         `mounted ${r.flist} at ${r.mountpoint}${writable ? ` (writable overlay, changes in ${writable}/upper)` : ''}; stop with Ctrl-C or \`zos flist umount ${r.mountpoint}\``,
       )

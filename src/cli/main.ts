@@ -13,7 +13,11 @@ if ((major ?? 0) < 20) {
 
 type Register = (program: Command) => void
 
-/** Command groups, each in its own module, in help order. */
+/**
+ * Command groups, each in its own module, in help order. Only the group being run is imported: a
+ * `zos flist mount --daemon` starts two node processes on a workload's start path, and neither should load the
+ * ledger, deploy or hub commands.
+ */
 const GROUPS: Record<string, () => Promise<Register>> = {
   flist: async () => (await import('./flist.js')).registerFlist,
   key: async () => (await import('./key.js')).registerKey,

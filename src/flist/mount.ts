@@ -12,7 +12,7 @@ import { FuseError, mountFuse, type FuseMount, type MountOptions } from '../fuse
 import type { Attr, DirEntry, DirEntryPlus, DirAdder, Entry, FuseLogger, FuseOps } from '../fuse/types.js'
 import type { Store } from '../store/types.js'
 import type { DiskChunkCache } from './cache.js'
-import { ChunkFetcher, type FetcherStats } from './fetch.js'
+import { ChunkFetcher, defaultMemoryBytes, type FetcherStats } from './fetch.js'
 import { FlistReader, type Inode, type TrustedKey } from './reader.js'
 import { ROOT_INO } from './schema.js'
 
@@ -25,7 +25,10 @@ export interface FlistMountOptions {
    * reader stays sequential, up to 4 times this.
    */
   readAheadChunks?: number
-  /** Verified chunks kept in memory by this mount (default 64 MiB); reads served from it are not re-hashed. */
+  /**
+   * Verified chunks kept in memory by this mount (default defaultMemoryBytes(): 1/16 of the RAM, 64 MiB-1 GiB);
+   * reads served from it are not re-hashed.
+   */
   memoryBytes?: number
   /** Files up to this size are fetched whole when opened (default 1 MiB). */
   smallFileBytes?: number
@@ -54,10 +57,6 @@ const S_IFDIR = 0o040000
 const STREAM_SLACK = 4 * 1024 * 1024
 /** Chunks per read-ahead fetch (about 1 MiB: one store request). */
 const READ_AHEAD_BATCH = 16
-/** Pooled reply buffers: their size (the largest FUSE read), the smallest reply that uses one, how many. */
-const POOL_BUFFER_BYTES = 1024 * 1024
-const POOL_MIN_BYTES = 128 * 1024
-const POOL_MAX_BUFFERS = 32
 
 export function attrOf(inode: Inode): Attr {
   return {
@@ -85,9 +84,6 @@ export class FlistFs implements FuseOps {
   /** Per file being read sequentially: where reads got to, how far ahead chunks were asked for, the window. */
   private readonly streams = new Map<number, { end: number; ahead: number; window: number }>()
   private readonly traced = new Set<number>()
-  private readonly spareBuffers: Buffer[] = []
-  private readonly releasing: Buffer[] = []
-  private pooledBuffers = 0
   private readonly lookedUp = new Map<number, { parent: number; name: string }>()
   readonly trace: string[] = []
   private readonly readAhead: number
@@ -101,7 +97,7 @@ export class FlistFs implements FuseOps {
   ) {
     this.fetcher = new ChunkFetcher(reader, store, {
       ...(options.cache ? { cache: options.cache } : {}),
-      ...(options.memoryBytes !== undefined ? { memoryBytes: options.memoryBytes } : {}),
+      memoryBytes: options.memoryBytes ?? defaultMemoryBytes(),
       onBadChunk: (info, err) => {
         this.badChunks++
         log.error({ chunk: info.sid, pack: info.pack, offset: info.offset, flist: reader.path }, `rejected a chunk that does not match its id: ${err.message}`)
@@ -183,7 +179,7 @@ export class FlistFs implements FuseOps {
     this.fetcher.fetch(chunks).catch(() => {})
   }
 
-  async read(ino: bigint, _fh: bigint, offset: number, size: number): Promise<Buffer> {
+  async read(ino: bigint, _fh: bigint, offset: number, size: number): Promise<Buffer | Buffer[]> {
     const n = Number(ino)
     const list = this.extents(n)
     if (list.length === 0) return Buffer.alloc(0)
@@ -212,40 +208,9 @@ export class FlistFs implements FuseOps {
     this.readBytes += end - offset
     const first = wanted[0]!
     if (plains.length === 1) return plains[0]!.subarray(offset - first.offset, end - first.offset)
-    const out = this.replyBuffer(end - offset)
-    let pos = 0
-    wanted.forEach((e, i) => {
-      const from = Math.max(offset, e.offset) - e.offset
-      const to = Math.min(end, e.end) - e.offset
-      plains[i]!.copy(out, pos, from, to)
-      pos += to - from
-    })
-    return out
-  }
-
-  /**
-   * A buffer for a reply that spans several chunks. Reads of a few hundred KiB to 1 MiB reuse pooled buffers:
-   * a fresh 1 MiB allocation per read (page faults, and garbage collections triggered by external memory) cost
-   * more than half of a warm read. This relies on the FUSE driver's contract that a read's reply is written to
-   * the kernel before its next await (docs/fuse.md): a buffer goes back to the pool only in a later macrotask
-   * (setImmediate), after every microtask, including the driver's write of that reply, has run.
-   */
-  private replyBuffer(n: number): Buffer {
-    if (n < POOL_MIN_BYTES || n > POOL_BUFFER_BYTES) return Buffer.allocUnsafe(n)
-    let buf = this.spareBuffers.pop()
-    if (!buf) {
-      if (this.pooledBuffers >= POOL_MAX_BUFFERS) return Buffer.allocUnsafe(n)
-      this.pooledBuffers++
-      buf = Buffer.allocUnsafe(POOL_BUFFER_BYTES)
-    }
-    this.releasing.push(buf)
-    if (this.releasing.length === 1) {
-      setImmediate(() => {
-        for (const b of this.releasing) this.spareBuffers.push(b)
-        this.releasing.length = 0
-      })
-    }
-    return buf.subarray(0, n)
+    // Views of the verified chunks, written to the kernel with one writev: no copy (the driver writes them
+    // before its next await, so a chunk evicted from the memory cache meanwhile is still this reply's).
+    return wanted.map((e, i) => plains[i]!.subarray(Math.max(offset, e.offset) - e.offset, Math.min(end, e.end) - e.offset))
   }
 
   /**
@@ -347,7 +312,10 @@ const defaultLogger: FuseLogger = {
 
 export async function mountFlist(flist: string, mountpoint: string, options: FlistMountOptions): Promise<FlistMount> {
   const log = options.logger ?? defaultLogger
-  const reader = FlistReader.open(flist, { trust: options.trust ?? [] })
+  // The cheap checks now; the root hash, signatures and table invariants (0.2-0.7 s on a large flist) run while
+  // mount(8) runs (whileMounting below): no request is answered before they pass, and a flist that fails them is
+  // unmounted again and never served.
+  const reader = FlistReader.open(flist, { trust: options.trust ?? [], deferVerify: true })
   const fs = new FlistFs(reader, options.store, options, log)
   // While the kernel mounts (a `mount` child process and the INIT exchange), ask the store about one pack of
   // this flist: the first read then finds the HTTP client loaded and a connection open. Failures do not matter.
@@ -364,7 +332,13 @@ export async function mountFlist(flist: string, mountpoint: string, options: Fli
   }
   let fuse: FuseMount
   try {
-    fuse = await mountFuse(mountpoint, fs, { fsname: `zos:${reader.root.toString('hex').slice(0, 16)}`, subtype: 'zosflist', ...options.fuse, logger: log })
+    fuse = await mountFuse(mountpoint, fs, {
+      fsname: `zos:${reader.root.toString('hex').slice(0, 16)}`,
+      subtype: 'zosflist',
+      ...options.fuse,
+      whileMounting: () => reader.verify(),
+      logger: log,
+    })
   } catch (err) {
     reader.close()
     throw err

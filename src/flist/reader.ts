@@ -4,13 +4,30 @@
 // consistent (every extent points at a chunk, extents tile each file exactly, delta bases are full chunks).
 import Database from 'better-sqlite3'
 import { statSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { zerr, ZosError, errorMessage } from '../core/errors.js'
-import { addressOf, verifyDomain } from '../core/keys.js'
+import type * as Keys from '../core/keys.js'
 import { validateChunkerParams, type ChunkerParams } from './chunker.js'
 import { readAllChunks, readChunksWhere, type ChunkInfo } from './chunks.js'
 import { CODEC_ZSTD_DELTA, isCodec, storeId } from './codec.js'
 import { computeRoot } from './root.js'
 import { APPLICATION_ID, FORMAT_NAME, FORMAT_VERSION, ROOT_INO, SIGNATURE_DOMAIN, S_IFDIR, S_IFMT, S_IFREG, typeOfMode, type InodeType } from './schema.js'
+
+const requireSync = createRequire(import.meta.url)
+let keys: typeof Keys | undefined
+/**
+ * The secp256k1 code (60-250 ms to load here) is needed only by flists that carry signatures. open is
+ * synchronous, so it is loaded with require (Node 20.19+ loads ES modules that way) the first time one does.
+ */
+function loadKeys(): typeof Keys {
+  try {
+    keys ??= requireSync('../core/keys.js') as typeof Keys
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_REQUIRE_ESM') throw zerr('INTERNAL', `checking flist signatures needs Node.js 20.19 or newer (this is ${process.version})`, {}, err)
+    throw err
+  }
+  return keys
+}
 
 export interface Inode {
   ino: number
@@ -48,6 +65,13 @@ export interface TrustedKey {
 export interface OpenOptions {
   /** Require a valid signature by one of these keys. */
   trust?: readonly TrustedKey[]
+  /**
+   * Leave the expensive checks (SQLite integrity check, root hash against the seal, signatures and trust, table
+   * invariants) to an explicit `verify()` call, so that they can run while something else waits (the kernel
+   * mounting). Until `verify()` has returned, nothing read from the reader may be handed to anyone: `root` is the
+   * seal's claim and `signers` is empty. Only the flist mount uses this; default false.
+   */
+  deferVerify?: boolean
 }
 
 export interface FlistSummary {
@@ -92,12 +116,14 @@ function corrupt(path: string, what: string, cause?: unknown): ZosError {
 
 export class FlistReader {
   readonly path: string
+  /** The root hash: computed and equal to the seal once verified (see OpenOptions.deferVerify). */
   readonly root: Buffer
   readonly version: number
   readonly chunker: ChunkerParams
   readonly encryptionKey: Buffer | undefined
-  readonly signers: readonly Signer[]
+  signers: readonly Signer[] = []
   private readonly db: Database.Database
+  private pendingTrust: readonly TrustedKey[] | undefined
   private countsCache: { inodes: number; bytes: number } | undefined
   private readonly stmts: {
     inode: Database.Statement
@@ -120,8 +146,6 @@ export class FlistReader {
       }
       throw corrupt(path, 'not a zos flist (wrong SQLite application id)')
     }
-    const quick = db.pragma('quick_check', { simple: true })
-    if (quick !== 'ok') throw corrupt(path, `SQLite integrity check failed: ${String(quick)}`)
     const meta = new Map((db.prepare('SELECT key, value FROM meta').all() as { key: string; value: string }[]).map((r) => [r.key, r.value]))
     if (meta.get('format') !== FORMAT_NAME) throw corrupt(path, 'meta.format is not zos-flist')
     this.version = Number(meta.get('version'))
@@ -146,10 +170,52 @@ export class FlistReader {
 
     const seal = db.prepare('SELECT root FROM seal').all() as { root: Buffer }[]
     if (seal.length !== 1 || !Buffer.isBuffer(seal[0]!.root) || seal[0]!.root.length !== 32) throw corrupt(path, 'missing or damaged seal')
-    this.root = computeRoot(db)
-    if (!this.root.equals(seal[0]!.root)) throw corrupt(path, 'content does not match its root hash (the file was modified or damaged)')
+    this.root = seal[0]!.root
+
+    this.stmts = {
+      inode: db.prepare('SELECT ino, mode, uid, gid, size, rdev, nlink, mtime, atime, ctime, target FROM inode WHERE ino = ?').safeIntegers(true),
+      lookup: db.prepare('SELECT ino FROM dirent WHERE parent = ? AND name = ?'),
+      readdir: db.prepare('SELECT name, ino FROM dirent WHERE parent = ? ORDER BY name'),
+      extents: db.prepare('SELECT offset, chunk FROM extent WHERE ino = ? ORDER BY offset'),
+      chunk: db.prepare('SELECT id, hash, size, pack, offset, length, codec, base FROM chunk WHERE id = ?'),
+      xattrs: db.prepare('SELECT name, value FROM xattr WHERE ino = ? ORDER BY name'),
+      names: db.prepare('SELECT parent, name FROM dirent WHERE ino = ? ORDER BY parent, name LIMIT 1'),
+    }
+    this.pendingTrust = options.trust ?? []
+    if (!options.deferVerify) this.verifyNow()
+  }
+
+  /**
+   * Runs the checks `open` left for later (OpenOptions.deferVerify): the SQLite integrity check, the root hash
+   * against the seal, signatures and trust, and the table invariants. Throws FLIST_CORRUPT, SIGNATURE_INVALID or
+   * UNTRUSTED_SIGNER like `open`; a no-op once passed.
+   */
+  verify(): void {
+    if (this.pendingTrust === undefined) return
+    try {
+      this.verifyNow()
+    } catch (err) {
+      if (ZosError.is(err)) throw err
+      throw corrupt(this.path, `cannot read the metadata (${errorMessage(err)}): truncated or damaged`, err)
+    }
+  }
+
+  /** True once every check has passed. */
+  get verified(): boolean {
+    return this.pendingTrust === undefined
+  }
+
+  private verifyNow(): void {
+    const db = this.db
+    const path = this.path
+    const options = { trust: this.pendingTrust }
+    const seal = this.root
+    const quick = db.pragma('quick_check', { simple: true })
+    if (quick !== 'ok') throw corrupt(path, `SQLite integrity check failed: ${String(quick)}`)
+    if (!computeRoot(db).equals(seal)) throw corrupt(path, 'content does not match its root hash (the file was modified or damaged)')
 
     const sigs = db.prepare('SELECT pubkey, sig FROM signature').all() as { pubkey: Buffer; sig: Buffer }[]
+    const { addressOf, verifyDomain } = sigs.length > 0 ? loadKeys() : ({} as typeof Keys)
     this.signers = sigs.map((s) => {
       let address = '?'
       try {
@@ -171,16 +237,8 @@ export class FlistReader {
       }
     }
 
-    this.stmts = {
-      inode: db.prepare('SELECT ino, mode, uid, gid, size, rdev, nlink, mtime, atime, ctime, target FROM inode WHERE ino = ?').safeIntegers(true),
-      lookup: db.prepare('SELECT ino FROM dirent WHERE parent = ? AND name = ?'),
-      readdir: db.prepare('SELECT name, ino FROM dirent WHERE parent = ? ORDER BY name'),
-      extents: db.prepare('SELECT offset, chunk FROM extent WHERE ino = ? ORDER BY offset'),
-      chunk: db.prepare('SELECT id, hash, size, pack, offset, length, codec, base FROM chunk WHERE id = ?'),
-      xattrs: db.prepare('SELECT name, value FROM xattr WHERE ino = ? ORDER BY name'),
-      names: db.prepare('SELECT parent, name FROM dirent WHERE ino = ? ORDER BY parent, name LIMIT 1'),
-    }
     this.checkConsistency()
+    this.pendingTrust = undefined
   }
 
   static open(path: string, options: OpenOptions = {}): FlistReader {

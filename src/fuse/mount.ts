@@ -39,6 +39,12 @@ export interface MountOptions {
   initTimeoutMs?: number
   /** Detach this mount when the process exits normally (default true). */
   cleanupOnExit?: boolean
+  /**
+   * Synchronous work run while mount(8) runs (the filesystem's own checks). No request is read from the
+   * connection before it returns; if it throws, the new mount is aborted and detached and mountFuse rejects with
+   * that error, so nothing is ever answered from a filesystem that failed its checks.
+   */
+  whileMounting?: () => void
   logger?: FuseLogger
 }
 
@@ -287,13 +293,31 @@ export async function mountFuse(mountpoint: string, ops: FuseOps, options: Mount
   opts.push('ro')
   if (options.allowOther ?? true) opts.push('allow_other')
   if (options.defaultPermissions ?? true) opts.push('default_permissions')
-  const r = await run('mount', ['-i', '-c', '-t', `fuse.${subtype}`, '-o', opts.join(','), fsname, mnt], fd)
+  const mounting = run('mount', ['-i', '-c', '-t', `fuse.${subtype}`, '-o', opts.join(','), fsname, mnt], fd)
+  // mount(8) is running in its own process now: the filesystem's checks overlap with it.
+  let checkFailed: { err: unknown } | undefined
+  if (options.whileMounting) {
+    try {
+      options.whileMounting()
+    } catch (err) {
+      checkFailed = { err }
+    }
+  }
+  const r = await mounting
   if (r.code !== 0) {
     session.closeUnstarted()
+    if (checkFailed) throw checkFailed.err
     throw zerr('MOUNT_FAILED', `mount of ${mnt} failed: ${r.stderr || `mount exited with ${r.code}`}`, { mountpoint: mnt })
   }
   const info = mountAt(mnt)
   const device = info?.device ?? ''
+  if (checkFailed) {
+    // The session never started: not one request (INIT included) has been read, let alone answered.
+    if (device !== '') abortConnection(device)
+    await run('umount', ['-l', mnt])
+    session.closeUnstarted()
+    throw checkFailed.err
+  }
   session.start()
 
   let init: InitInfo

@@ -366,8 +366,19 @@ export class FuseSession {
     const read = this.ops.read
     if (read === undefined) return this.replyError(req, ENOSYS)
     const data = await read.call(this.ops, req.nodeid, fh, offset, size, req)
-    if (!(data instanceof Uint8Array)) throw new TypeError(`read returned ${typeof data}, not a Buffer`)
-    this.replyData(req, data.length > size ? data.subarray(0, size) : data)
+    if (data instanceof Uint8Array) return this.replyData(req, data.length > size ? data.subarray(0, size) : data)
+    if (!Array.isArray(data)) throw new TypeError(`read returned ${typeof data}, not a Buffer or an array of Buffers`)
+    // Several buffers: one writev of the header and the parts, cut at size.
+    const parts: Uint8Array[] = []
+    let total = 0
+    for (const part of data as readonly Uint8Array[]) {
+      if (!(part instanceof Uint8Array)) throw new TypeError(`read returned an array holding ${typeof part}, not Buffers`)
+      if (total >= size) break
+      const take = part.length > size - total ? part.subarray(0, size - total) : part
+      if (take.length > 0) parts.push(take)
+      total += take.length
+    }
+    this.replyParts(req, parts, total)
   }
 
   private async doLookup(req: Request, name: Buffer): Promise<void> {
@@ -568,6 +579,21 @@ export class FuseSession {
     try {
       if (data.length === 0) writeSync(this.fd, this.header, 0, OUT_HEADER_SIZE)
       else writevSync(this.fd, [this.header, data])
+    } catch (err) {
+      this.onWriteError(err, req.unique)
+    }
+  }
+
+  /** A reply whose data is several buffers (total bytes in all): written with one writev, no copy. */
+  private replyParts(req: Request, parts: readonly Uint8Array[], total: number): void {
+    // writev takes at most IOV_MAX (1024) buffers: more (tiny ones) are copied together first.
+    if (parts.length === 1 || parts.length > 512) return this.replyData(req, parts.length === 1 ? parts[0]! : Buffer.concat(parts, total))
+    if (!this.finishRequest(req)) return
+    if (this.fd < 0) return
+    encodeOutHeader(this.header, 0, OUT_HEADER_SIZE + total, 0, req.unique)
+    try {
+      if (total === 0) writeSync(this.fd, this.header, 0, OUT_HEADER_SIZE)
+      else writevSync(this.fd, [this.header, ...parts])
     } catch (err) {
       this.onWriteError(err, req.unique)
     }

@@ -113,10 +113,11 @@ export interface FuseOps {
   /** `flags` are the open(2) flags (O_ACCMODE, O_NONBLOCK, …). */
   open?(ino: bigint, flags: number, ctx: RequestContext): Promise<OpenReply>
   /**
-   * Returns at most `size` bytes at `offset` (fewer only at end of file, unless directIo). The returned Buffer is
+   * Returns at most `size` bytes at `offset` (fewer only at end of file, unless directIo): one Buffer, or several
+   * whose concatenation is the data (written with one writev, without copying them together). What is returned is
    * written to the kernel before the next await, so it may be a view into a cache that changes later.
    */
-  read?(ino: bigint, fh: bigint, offset: number, size: number, ctx: RequestContext): Promise<Buffer>
+  read?(ino: bigint, fh: bigint, offset: number, size: number, ctx: RequestContext): Promise<Buffer | readonly Buffer[]>
   release?(ino: bigint, fh: bigint): Promise<void>
   flush?(ino: bigint, fh: bigint, ctx: RequestContext): Promise<void>
   opendir?(ino: bigint, flags: number, ctx: RequestContext): Promise<OpenReply>

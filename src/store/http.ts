@@ -1,6 +1,10 @@
 // HttpStore: a read-only store behind HTTP(S), e.g. `zos store serve` or the hub. Packs are read with one
 // `Range: bytes=a-b` GET per coalesced span of `{base}/packs/<id>`, at most `concurrency` requests at a time, with a
-// per-request timeout and retries with backoff on network errors, timeouts and 5xx/429 answers.
+// per-request timeout and retries with backoff on network errors, timeouts and 5xx/429 answers. Requests go through
+// node:http(s) with a keep-alive agent per store (`fetch`/undici cost more per request than a cold mount's read:
+// docs/flist-mount.md, "where a cold start's time goes").
+import * as http from 'node:http'
+import * as https from 'node:https'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ZosError, errorMessage, zerr } from '../core/errors.js'
 import { coalesce, isPackId, splitSpan, type CoalesceOptions, type Span } from './coalesce.js'
@@ -32,6 +36,13 @@ interface Resolved {
 
 /** A failure worth retrying (network error, timeout, 5xx, truncated body). */
 class Transient extends Error {}
+
+/** A pooled connection found closed by the server before it answered. */
+class StaleSocket extends Error {
+  constructor(readonly original: Error) {
+    super(original.message)
+  }
+}
 
 function positiveInt(name: string, v: number | undefined, dflt: number, min: number): number {
   const x = v ?? dflt
@@ -71,36 +82,76 @@ class Limiter {
   }
 }
 
-/**
- * Reads a response body into one buffer of at most `cap` bytes. With `stopAtCap` the rest of a longer body is
- * cancelled (a 200 answer to a Range request); without it a longer body is an error.
- */
-async function readBody(res: Response, cap: number, stopAtCap = false): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(cap)
-  let got = 0
-  if (!res.body) return buf.subarray(0, 0)
-  for await (const piece of res.body) {
-    const chunk = piece as Uint8Array
-    if (got + chunk.length > cap) {
-      if (!stopAtCap) throw new Transient(`the answer holds more than the ${cap} bytes expected`)
-      buf.set(chunk.subarray(0, cap - got), got)
-      got = cap
-      break // leaving the loop cancels the rest of the body
-    }
-    buf.set(chunk, got)
-    got += chunk.length
-    if (stopAtCap && got === cap) break
-  }
-  return buf.subarray(0, got)
+/** An answer whose body has not been read yet. */
+interface Answer {
+  readonly status: number
+  readonly statusText: string
+  header(name: string): string | null
+  readonly res: http.IncomingMessage
 }
 
-async function discard(res: Response): Promise<void> {
-  try {
-    await res.body?.cancel()
-  } catch {
-    // nothing to free
+/**
+ * Reads a response body into one buffer of at most `cap` bytes. With `stopAtCap` the rest of a longer body is
+ * dropped with its connection (a 200 answer to a Range request); without it a longer body is an error.
+ */
+async function readBody(a: Answer, cap: number, stopAtCap = false): Promise<Buffer> {
+  const res = a.res
+  const declared = Number(res.headers['content-length'])
+  // One piece (the usual case for a chunk-sized span) is handed over as is; several are gathered into one buffer.
+  let buf: Buffer | undefined
+  let first: Buffer | undefined
+  let got = 0
+  const take = (piece: Buffer): void => {
+    if (got === 0 && buf === undefined && first === undefined && (piece.length === cap || (Number.isSafeInteger(declared) && piece.length === declared))) {
+      first = piece
+      got = piece.length
+      return
+    }
+    if (buf === undefined) {
+      buf = Buffer.allocUnsafe(cap)
+      if (first) first.copy(buf, 0)
+      first = undefined
+    }
+    piece.copy(buf, got)
+    got += piece.length
   }
+  try {
+    for await (const p of res) {
+      const piece = p as Buffer
+      if (got + piece.length > cap) {
+        if (!stopAtCap) throw new Transient(`the answer holds more than the ${cap} bytes expected`)
+        take(piece.subarray(0, cap - got))
+        break
+      }
+      take(piece)
+      if (stopAtCap && got === cap) break
+    }
+  } finally {
+    // Leaving early (a longer body, an error) drops the connection rather than reading the rest.
+    if (!res.complete) res.destroy()
+  }
+  if (first) return first
+  return buf ? buf.subarray(0, got) : Buffer.alloc(0)
 }
+
+async function discard(a: Answer): Promise<void> {
+  // A body-less answer (HEAD, 404, 416 with no content) leaves the connection reusable; a body we do not want
+  // is read away if it is small, otherwise the connection is dropped.
+  const len = Number(a.res.headers['content-length'] ?? 'NaN')
+  if (a.res.complete) return
+  if (Number.isSafeInteger(len) && len <= 64 * 1024) {
+    try {
+      for await (const _ of a.res) void _
+    } catch {
+      // nothing to free
+    }
+    return
+  }
+  a.res.destroy()
+}
+
+/** Codes of a connection the server closed while it sat idle in the pool: retried at once on a new one. */
+const STALE = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED'])
 
 export class HttpStore implements Store {
   /** The base URL without credentials, query or fragment. */
@@ -111,6 +162,8 @@ export class HttpStore implements Store {
   private readonly opts: Resolved
   private readonly limiter: Limiter
   private readonly closing = new AbortController()
+  private readonly agent: http.Agent
+  private readonly transport: typeof http.request
 
   constructor(url: string | URL, options: HttpStoreOptions = {}) {
     let u: URL
@@ -136,6 +189,46 @@ export class HttpStore implements Store {
     this.url = this.base
     this.opts = resolveOptions(options)
     this.limiter = new Limiter(this.opts.concurrency)
+    const agentOptions: http.AgentOptions = { keepAlive: true, maxSockets: this.opts.concurrency, maxFreeSockets: this.opts.concurrency, scheduling: 'lifo' }
+    this.agent = u.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions)
+    this.transport = u.protocol === 'https:' ? https.request : http.request
+  }
+
+  /**
+   * One request through the keep-alive agent; resolves when the status line and headers are in. A reused
+   * connection that the server closed meanwhile (reset before any answer) is retried once at once on a new one.
+   */
+  private request(method: 'GET' | 'HEAD', target: string, headers: Record<string, string>, signal: AbortSignal): Promise<Answer> {
+    const once = (): Promise<Answer> =>
+      new Promise<Answer>((resolve, reject) => {
+        let req: http.ClientRequest
+        try {
+          req = this.transport(target, { method, headers, agent: this.agent, signal })
+        } catch (err) {
+          reject(err)
+          return
+        }
+        req.on('response', (res) => {
+          resolve({
+            status: res.statusCode ?? 0,
+            statusText: res.statusMessage ?? '',
+            header: (name) => {
+              const v = res.headers[name.toLowerCase()]
+              return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v
+            },
+            res,
+          })
+        })
+        req.on('error', (err: Error & { code?: string }) => {
+          if (req.reusedSocket && err.code !== undefined && STALE.has(err.code) && !signal.aborted) reject(new StaleSocket(err))
+          else reject(err)
+        })
+        req.end()
+      })
+    return once().catch((err) => {
+      if (err instanceof StaleSocket) return once()
+      throw err
+    })
   }
 
   private packUrl(pack: string): string {
@@ -230,9 +323,9 @@ export class HttpStore implements Store {
     const first = span.offset
     const last = span.offset + span.length - 1
     return this.withRetry(`GET bytes ${first}-${last} of`, target, signal, async (s) => {
-      const res = await fetch(target, { headers: { ...this.headers, range: `bytes=${first}-${last}` }, signal: s })
+      const res = await this.request('GET', target, { ...this.headers, range: `bytes=${first}-${last}` }, s)
       if (res.status === 206) {
-        const cr = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '')
+        const cr = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.header('content-range') ?? '')
         if (cr && Number(cr[1]) === first && Number(cr[2]) < last && cr[3] === String(Number(cr[2]) + 1)) {
           // The server clipped the range at the end of the pack: the pack is shorter than the caller thinks.
           await discard(res)
@@ -244,7 +337,7 @@ export class HttpStore implements Store {
         }
         if (!cr || Number(cr[1]) !== first || Number(cr[2]) !== last) {
           await discard(res)
-          throw zerr('STORE_UNAVAILABLE', `${target} answered ${res.headers.get('content-range') ?? 'without Content-Range'} when asked for bytes ${first}-${last}`, {
+          throw zerr('STORE_UNAVAILABLE', `${target} answered ${res.header('content-range') ?? 'without Content-Range'} when asked for bytes ${first}-${last}`, {
             url: target,
           })
         }
@@ -273,7 +366,7 @@ export class HttpStore implements Store {
         })
       }
       if (res.status === 416) {
-        throw zerr('CHUNK_MISSING', `pack ${span.pack} at ${target} is shorter than asked (416 for bytes ${first}-${last}; ${res.headers.get('content-range') ?? ''})`, {
+        throw zerr('CHUNK_MISSING', `pack ${span.pack} at ${target} is shorter than asked (416 for bytes ${first}-${last}; ${res.header('content-range') ?? ''})`, {
           pack: span.pack,
           offset: first,
           url: target,
@@ -284,7 +377,7 @@ export class HttpStore implements Store {
   }
 
   /** Classifies a status other than the expected ones: 5xx and 429 retry, anything else is final. */
-  private unexpected(res: Response, target: string): never {
+  private unexpected(res: Answer, target: string): never {
     if (res.status >= 500 || res.status === 429) throw new Transient(`HTTP ${res.status} ${res.statusText}`)
     throw zerr('STORE_UNAVAILABLE', `${target} answered HTTP ${res.status} ${res.statusText}`, { url: target, status: res.status })
   }
@@ -294,11 +387,11 @@ export class HttpStore implements Store {
     if (!isPackId(pack)) throw zerr('INVALID_ARGUMENT', `pack id must be 64 lowercase hex characters, got ${JSON.stringify(pack)}`)
     const target = this.packUrl(pack)
     return this.withRetry('HEAD', target, undefined, async (s) => {
-      const res = await fetch(target, { method: 'HEAD', headers: this.headers, signal: s })
+      const res = await this.request('HEAD', target, this.headers, s)
       await discard(res)
       if (res.status === 404) return undefined
       if (res.status !== 200) return this.unexpected(res, target)
-      const header = res.headers.get('content-length')
+      const header = res.header('content-length')
       const len = Number(header)
       if (header === null || !/^\d+$/.test(header.trim()) || !Number.isSafeInteger(len)) {
         throw zerr('STORE_UNAVAILABLE', `${target} answered HEAD without a valid Content-Length`, { url: target })
@@ -312,7 +405,7 @@ export class HttpStore implements Store {
     this.checkOpen()
     const target = `${this.base}/stats`
     return this.withRetry('GET', target, undefined, async (s) => {
-      const res = await fetch(target, { headers: { ...this.headers, accept: 'application/json' }, signal: s })
+      const res = await this.request('GET', target, { ...this.headers, accept: 'application/json' }, s)
       if (res.status !== 200) {
         await discard(res)
         if (res.status === 404) throw zerr('UNSUPPORTED', `${target} does not exist: this server does not publish store statistics`, { url: target })
@@ -336,6 +429,7 @@ export class HttpStore implements Store {
 
   async close(): Promise<void> {
     if (!this.closing.signal.aborted) this.closing.abort()
+    this.agent.destroy()
   }
 }
 

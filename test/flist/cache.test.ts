@@ -2,10 +2,15 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
-import { readdir, writeFile, readFile } from 'node:fs/promises'
+import { readdir, writeFile, readFile, mkdir } from 'node:fs/promises'
 import { tempDir } from '../helpers/tmp.js'
 import { DiskChunkCache } from '../../src/flist/cache.js'
 import { sha256 } from '../../src/flist/codec.js'
+import { ChunkFetcher, defaultMemoryBytes } from '../../src/flist/fetch.js'
+import { FlistReader } from '../../src/flist/reader.js'
+import { pack } from '../../src/flist/pack.js'
+import { openDir } from '../../src/flist/source/dir.js'
+import { openStore, openWritableStore } from '../../src/store/open.js'
 
 const chunk = (n: number): { sid: string; data: Buffer } => {
   const data = randomBytes(n)
@@ -79,4 +84,100 @@ test('cache - a chunk is served while it is being written, and the bound counts 
   await c.put(chunks[11]!.sid, chunks[11]!.data)
   assert.deepEqual(await c.get(chunks[11]!.sid), chunks[11]!.data)
   assert.ok(c.stats().bytes <= 1024 * 1024 && c.stats().evictions === 1)
+})
+
+// The fetcher in front of the disk cache: what it guarantees about the bytes it returns.
+
+async function packedFile(dir: string, content: Buffer): Promise<{ flist: string; store: string }> {
+  await mkdir(join(dir, 'src'), { recursive: true })
+  await writeFile(join(dir, 'src', 'file.bin'), content)
+  const w = await openWritableStore(join(dir, 'store'))
+  try {
+    await pack({ source: await openDir(join(dir, 'src')), output: join(dir, 'tree.fl'), store: w, workers: 1 })
+  } finally {
+    await w.close()
+  }
+  return { flist: join(dir, 'tree.fl'), store: join(dir, 'store') }
+}
+
+async function readAll(fetcher: ChunkFetcher, reader: FlistReader, size: number): Promise<Buffer> {
+  const ino = reader.lookup(1, 'file.bin')!.ino
+  return fetcher.readFile(ino, 0, size)
+}
+
+test('cache - a damaged or truncated entry is never served: every disk hit is re-hashed, dropped and fetched again', async (t) => {
+  const dir = await tempDir(t)
+  const content = randomBytes(600 * 1024)
+  const { flist, store: storeDir } = await packedFile(dir, content)
+  const reader = FlistReader.open(flist)
+  t.after(() => reader.close())
+  const store = await openStore(storeDir)
+  t.after(() => store.close())
+  const cache = await DiskChunkCache.open(join(dir, 'cache'), 64 * 1024 * 1024)
+  const first = new ChunkFetcher(reader, store, { cache, memoryBytes: 0 })
+  assert.deepEqual(await readAll(first, reader, content.length), content)
+  await first.flushCache()
+  const chunks = first.stats.fetchedChunks
+  assert.ok(chunks >= 2, `${chunks} chunks`)
+
+  // Rot one entry (same length, one flipped bit) and truncate another, as a bad disk or a lost write would.
+  const files: string[] = []
+  for (const sub of await readdir(join(dir, 'cache', 'chunks'))) for (const f of await readdir(join(dir, 'cache', 'chunks', sub))) files.push(join(dir, 'cache', 'chunks', sub, f))
+  assert.equal(files.length, chunks)
+  const rotten = await readFile(files[0]!)
+  rotten[rotten.length >> 1]! ^= 0x01
+  await writeFile(files[0]!, rotten)
+  await writeFile(files[1]!, (await readFile(files[1]!)).subarray(0, 100))
+
+  const bad: string[] = []
+  const second = new ChunkFetcher(reader, store, { cache, memoryBytes: 0, onBadChunk: (info) => bad.push(info.sid) })
+  assert.deepEqual(await readAll(second, reader, content.length), content, 'the right bytes, from the store')
+  assert.equal(second.stats.fetchedChunks, 2, 'the two damaged entries were fetched again')
+  assert.equal(second.stats.cacheHits, chunks - 2)
+  assert.deepEqual(bad, [], 'a damaged cache entry is a miss, not a tampered chunk')
+  await second.flushCache()
+  // The damaged entries were replaced by good ones: a third reader hits the cache only.
+  const third = new ChunkFetcher(reader, store, { cache, memoryBytes: 0 })
+  assert.deepEqual(await readAll(third, reader, content.length), content)
+  assert.equal(third.stats.fetchedChunks, 0)
+  assert.equal(third.stats.cacheHits, chunks)
+})
+
+test('cache - the memory cache defaults to 1/16 of the RAM, at most a quarter of what is free, within 64 MiB-1 GiB', () => {
+  const MiB = 1024 * 1024
+  const GiB = 1024 * MiB
+  assert.equal(defaultMemoryBytes(24 * GiB, 20 * GiB), GiB)
+  assert.equal(defaultMemoryBytes(4 * GiB, 3 * GiB), 256 * MiB)
+  assert.equal(defaultMemoryBytes(8 * GiB, 1 * GiB), 256 * MiB, 'little free memory: a quarter of it')
+  assert.equal(defaultMemoryBytes(512 * MiB, 100 * MiB), 64 * MiB)
+  const auto = defaultMemoryBytes()
+  assert.ok(auto >= 64 * MiB && auto <= GiB)
+})
+
+test('cache - disk-cache writes wait for the store to be quiet (not during a burst of reads), and flushCache writes them', async (t) => {
+  const dir = await tempDir(t)
+  const content = randomBytes(600 * 1024)
+  const { flist, store: storeDir } = await packedFile(dir, content)
+  const reader = FlistReader.open(flist)
+  t.after(() => reader.close())
+  const store = await openStore(storeDir)
+  t.after(() => store.close())
+  const cache = await DiskChunkCache.open(join(dir, 'cache'), 64 * 1024 * 1024)
+  const fetcher = new ChunkFetcher(reader, store, { cache, memoryBytes: 0 })
+  assert.deepEqual(await readAll(fetcher, reader, content.length), content)
+  const chunks = fetcher.stats.fetchedChunks
+  assert.equal(cache.stats().entries, 0, 'nothing written during the reads')
+  // Still served (from the verified buffers waiting to be written) without the store, even with no memory cache.
+  assert.deepEqual(await readAll(fetcher, reader, content.length), content)
+  assert.equal(fetcher.stats.fetchedChunks, chunks)
+  // Written once the store has been quiet for a moment.
+  const deadline = Date.now() + 10_000
+  while (cache.stats().entries < chunks && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+  assert.equal(cache.stats().entries, chunks)
+
+  const other = await DiskChunkCache.open(join(dir, 'cache2'), 64 * 1024 * 1024)
+  const second = new ChunkFetcher(reader, store, { cache: other, memoryBytes: 0 })
+  await readAll(second, reader, content.length)
+  await second.flushCache()
+  assert.equal(other.stats().entries, chunks, 'flushCache starts the waiting writes and waits for them')
 })

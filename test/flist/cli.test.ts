@@ -99,3 +99,37 @@ test('cli flist - an unprivileged unpack of an flist with devices is refused and
   assert.match(r.stderr, /device/)
   await assert.rejects(stat(join(dir, 'out')))
 })
+
+test('cli flist - mount --daemon returns once the flist is verified and served; a modified flist is refused and nothing stays mounted', { skip: !isRoot || !(await stat('/dev/fuse').then(() => true, () => false)) ? 'needs root and /dev/fuse' : false }, async (t) => {
+  const dir = await tempDir(t)
+  await tree(join(dir, 'v1'), 1)
+  const store = join(dir, 'store')
+  const fl = join(dir, 'v1.fl')
+  const packed = await zos(['flist', 'pack', join(dir, 'v1'), '-o', fl, '--store', `dir://${store}`])
+  assert.equal(packed.code, 0, packed.stderr)
+  const mnt = join(dir, 'mnt')
+  await mkdir(mnt)
+  const mountedAt = async (): Promise<boolean> => (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').some((l) => l.split(' ')[4] === mnt)
+
+  const up = await zos(['flist', 'mount', fl, mnt, '--store', `dir://${store}`, '--cache', join(dir, 'cache'), '--daemon', '--json'])
+  assert.equal(up.code, 0, up.stderr)
+  t.after(() => zos(['flist', 'umount', mnt]))
+  // Served at once when --daemon returns (no waiting for the mount to appear).
+  assert.equal(await readFile(join(mnt, 'etc/version'), 'utf8'), 'v1\n')
+  const down = await zos(['flist', 'umount', mnt])
+  assert.equal(down.code, 0, down.stderr)
+  assert.equal(await mountedAt(), false)
+
+  // Change one attribute behind the seal: the root hash no longer matches. The check runs while mount(8) runs,
+  // so the mount may exist for a moment; --daemon must still fail, and nothing may stay mounted.
+  const Database = (await import('better-sqlite3')).default
+  const bad = join(dir, 'bad.fl')
+  await writeFile(bad, await readFile(fl))
+  const db = new Database(bad)
+  db.prepare('UPDATE inode SET uid = uid + 1 WHERE ino = 1').run()
+  db.close()
+  const refused = await zos(['flist', 'mount', bad, mnt, '--store', `dir://${store}`, '--cache', join(dir, 'cache'), '--daemon'])
+  assert.notEqual(refused.code, 0)
+  assert.match(refused.stderr + refused.stdout, /root hash|FLIST_CORRUPT/)
+  assert.equal(await mountedAt(), false)
+})

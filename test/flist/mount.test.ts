@@ -161,6 +161,37 @@ test('mount - a tampered chunk is EIO for that read, other files keep working', 
   assert.equal(await ok('cat', [join(dir, 'mnt/etc/hostname')]), 'zos\n')
 })
 
+test('mount - a modified or untrusted flist is refused while mounting: nothing is answered and nothing stays mounted', { skip }, async (t) => {
+  const dir = await tempDir(t)
+  await makeTree(join(dir, 'src'))
+  const fl = await packDir(join(dir, 'src'), join(dir, 'tree.fl'), join(dir, 'store'))
+  const Database = (await import('better-sqlite3')).default
+  const bad = join(dir, 'bad.fl')
+  await copyFile(fl, bad)
+  const db = new Database(bad)
+  db.prepare("UPDATE dirent SET name = 'hostnamf' WHERE name = 'hostname'").run()
+  db.close()
+  await mkdir(join(dir, 'mnt'))
+  const store = await openStore(join(dir, 'store'))
+  t.after(() => store.close())
+  const mounted = async (): Promise<boolean> => (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').some((l) => l.split(' ')[4] === join(dir, 'mnt'))
+  const calls: string[] = []
+  const logger = { warn: (_o: Record<string, unknown>, m: string) => calls.push(m), error: (_o: Record<string, unknown>, m: string) => calls.push(m) }
+  await assert.rejects(mountFlist(bad, join(dir, 'mnt'), { store, logger, prefetch: false }), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'FLIST_CORRUPT')
+    assert.match(err.message, /root hash/)
+    return true
+  })
+  assert.equal(await mounted(), false)
+  const nobody = { describe: 'nobody', matches: () => false }
+  await assert.rejects(mountFlist(fl, join(dir, 'mnt'), { store, logger, prefetch: false, trust: [nobody] }), { code: 'UNTRUSTED_SIGNER' })
+  assert.equal(await mounted(), false)
+  // The same mountpoint takes the good flist afterwards (no stale mount left behind).
+  const m = await withMount(t, await mountFlist(fl, join(dir, 'mnt'), { store, logger, prefetch: false }))
+  assert.equal(m.reader.verified, true)
+  assert.equal(await ok('cat', [join(dir, 'mnt/etc/hostname')]), 'zos\n')
+})
+
 test('mount - a store that stops answering gives EIO within its timeout, not a hang', { skip }, async (t) => {
   const dir = await tempDir(t)
   await makeTree(join(dir, 'src'))

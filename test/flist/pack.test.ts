@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { readFile, readdir, lstat, readlink, writeFile, copyFile, stat, truncate } from 'node:fs/promises'
+import { spawnSync } from 'node:child_process'
 import Database from 'better-sqlite3'
 import { tempDir, isRoot } from '../helpers/tmp.js'
 import { arraySource, type Spec } from '../helpers/array-source.js'
@@ -157,6 +158,23 @@ test('pack - signatures: trusted, untrusted, and altered after signing', async (
   db2.prepare('UPDATE inode SET uid = 7 WHERE ino = 2').run()
   db2.close()
   assert.throws(() => FlistReader.open(edited), (e: unknown) => ZosError.is(e) && e.code === 'FLIST_CORRUPT' && /root hash/.test(e.message))
+})
+
+test('pack - a fresh process checks signatures without having loaded the key code (loaded on demand by open)', async (t) => {
+  const dir = await tempDir(t)
+  const key = generateKey()
+  await packTree(dir, tree(1), 'signed.fl', { signers: [key] })
+  await packTree(dir, tree(1), 'unsigned.fl')
+  const reader = new URL('../../src/flist/reader.js', import.meta.url).href
+  const script = `
+    const { FlistReader } = await import(${JSON.stringify(reader)})
+    const u = FlistReader.open(${JSON.stringify(join(dir, 'unsigned.fl'))})
+    const s = FlistReader.open(${JSON.stringify(join(dir, 'signed.fl'))})
+    process.stdout.write(JSON.stringify({ unsigned: u.signers.length, signers: s.signers.map((x) => ({ address: x.address, valid: x.valid })) }))`
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })
+  assert.equal(r.status, 0, r.stderr)
+  assert.deepEqual(JSON.parse(r.stdout), { unsigned: 0, signers: [{ address: key.address, valid: true }] })
+  assert.doesNotMatch(r.stderr, /Warning/)
 })
 
 test('pack - corrupted, truncated and foreign metadata files are refused clearly', async (t) => {

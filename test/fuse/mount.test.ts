@@ -177,3 +177,34 @@ test('fuse mount: not root → PERMISSION; no /dev/fuse → FUSE_UNAVAILABLE', {
   assert.match(String(r2.message), /\/dev\/fuse does not exist/)
   assert.equal(mountAt(mnt), undefined)
 })
+
+test('fuse mount: whileMounting runs while mount(8) runs; if it throws, no request is answered and nothing stays mounted', { skip }, async (t) => {
+  const { dir, track } = await fuseDir(t)
+  const mnt = join(dir, 'm')
+  await mkdir(mnt)
+  const fs = smallFs()
+  let answered = 0
+  const counting = new Proxy(fs, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown
+      if (typeof v !== 'function') return v
+      return (...args: unknown[]) => {
+        answered++
+        return (v as (...a: unknown[]) => unknown).apply(target, args)
+      }
+    },
+  })
+  const failure = new ZosError('FLIST_CORRUPT', 'checks failed')
+  let ran = false
+  const err = await isCode(mountFuse(mnt, counting, { whileMounting: () => { ran = true; throw failure } }), 'FLIST_CORRUPT')
+  assert.equal(err, failure)
+  assert.equal(ran, true)
+  assert.equal(answered, 0)
+  assert.equal(mountAt(mnt), undefined)
+  // A check that passes: mounted and served as usual.
+  let passed = false
+  const m = track(await mountFuse(mnt, smallFs(), { whileMounting: () => { passed = true } }))
+  assert.equal(passed, true)
+  assert.equal(await ok('cat', [join(mnt, 'a.txt')]), 'alpha\n')
+  await m.unmount()
+})

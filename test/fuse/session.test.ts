@@ -7,6 +7,7 @@ import { mkdir, open, writeFile, readdir, readFile, stat, lstat } from 'node:fs/
 import { join } from 'node:path'
 import { isRoot } from '../helpers/tmp.js'
 import { mountFuse, type FuseLogger, type FuseMount } from '../../src/fuse/index.js'
+import type { FuseOps } from '../../src/fuse/types.js'
 import { MemFs } from './memfs.js'
 import { sh, ok, fuseDir } from './helpers.js'
 
@@ -284,4 +285,48 @@ test('fuse: without readdirplus the driver serves plain READDIR (ls -l then look
   assert.equal(ls.length, 601)
   assert.ok(fs.stats.lookups - before >= 600, `lookups: ${fs.stats.lookups - before}`)
   assert.equal((await ok('cat', [join(mnt, 'dir/sub/deep.txt')])), 'deep\n')
+})
+
+test('fuse: a read answered with several buffers is written as their concatenation, cut at the size asked', { skip }, async (t) => {
+  const { dir, track } = await fuseDir(t)
+  const mnt = join(dir, 'mnt')
+  await mkdir(mnt)
+  const big = bigData().subarray(0, 5_000_000)
+  const fs = new MemFs()
+  fs.writeFile('parts.bin', big, { directIo: true })
+  fs.writeFile('tiny-parts.bin', big.subarray(0, 300_000))
+  let arrays = 0
+  // Answers in uneven parts (an empty one included) and, for full reads of the first file, one part too many.
+  const ops = Object.create(fs) as FuseOps
+  ops.read = async (ino, fh, offset, size, ctx) => {
+    const data = await fs.read(ino, fh, offset, size, ctx)
+    arrays++
+    if (ino === fs.resolve('tiny-parts.bin')) {
+      // More parts than writev takes (IOV_MAX): 1-byte parts up to 600, then the rest.
+      const parts: Buffer[] = []
+      for (let i = 0; i < Math.min(600, data.length); i++) parts.push(data.subarray(i, i + 1))
+      parts.push(data.subarray(Math.min(600, data.length)))
+      return parts
+    }
+    const cuts = [0, 1000, 1000, 70_000, 333_333].filter((c) => c <= data.length)
+    const parts = cuts.map((c, i) => data.subarray(c, i + 1 < cuts.length ? cuts[i + 1] : data.length))
+    return data.length === size ? [...parts, Buffer.from('beyond the size asked')] : parts
+  }
+  track(await mountFuse(mnt, ops, {}))
+  const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
+  assert.equal(sha(await readFile(join(mnt, 'parts.bin'))), sha(big))
+  assert.equal(sha(await readFile(join(mnt, 'tiny-parts.bin'))), sha(big.subarray(0, 300_000)))
+  // Odd offsets and sizes, bypassing the page cache (directIo): each read(2) is one READ.
+  const fh = await open(join(mnt, 'parts.bin'), 'r')
+  try {
+    for (const [pos, len] of [[12_345, 100_000], [4_999_000, 4096], [1, 1]] as const) {
+      const buf = Buffer.alloc(len)
+      const { bytesRead } = await fh.read(buf, 0, len, pos)
+      assert.equal(bytesRead, Math.min(len, big.length - pos))
+      assert.ok(buf.subarray(0, bytesRead).equals(big.subarray(pos, pos + bytesRead)), `bytes at ${pos}`)
+    }
+  } finally {
+    await fh.close()
+  }
+  assert.ok(arrays > 3)
 })

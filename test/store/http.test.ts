@@ -302,3 +302,47 @@ test('http store - bad URLs and options are INVALID_ARGUMENT', () => {
   assert.throws(() => new HttpStore('http://x', { timeoutMs: 0 }), { code: 'INVALID_ARGUMENT' })
   assert.throws(() => new HttpStore('http://x', { backoffMs: [] }), { code: 'INVALID_ARGUMENT' })
 })
+
+test('http store - one connection serves every sequential request; a connection the server closed while idle is replaced without an error', async (t) => {
+  const data = Buffer.from('0123456789abcdef'.repeat(64))
+  const pack = 'e'.repeat(64)
+  const peers = new Set<number>()
+  let closeAfterAnswer = false
+  const url = await fake(t, (req, res) => {
+    peers.add(req.socket.remotePort!)
+    const [a, b] = rangeOf(req)
+    res.writeHead(206, { 'content-range': `bytes ${a}-${b}/${data.length}`, 'content-length': String(b - a + 1) })
+    res.end(data.subarray(a, b + 1))
+    // The server drops the connection just after answering, as an idle timeout would: the next request
+    // finds the pooled socket closed.
+    if (closeAfterAnswer) res.on('finish', () => setTimeout(() => req.socket.destroy(), 5))
+  })
+  const s = open(t, url, { timeoutMs: 2000, retries: 0 })
+  for (let i = 0; i < 10; i++) {
+    const [got] = await s.readRanges([{ pack, offset: i * 10, length: 10 }])
+    assert.deepEqual(got, data.subarray(i * 10, i * 10 + 10))
+  }
+  assert.equal(peers.size, 1, 'ten sequential requests over one connection')
+  closeAfterAnswer = true
+  for (let i = 0; i < 5; i++) {
+    const [got] = await s.readRanges([{ pack, offset: i * 7, length: 7 }])
+    assert.deepEqual(got, data.subarray(i * 7, i * 7 + 7))
+    await new Promise((r) => setTimeout(r, 20)) // the server closes the idle connection meanwhile
+  }
+})
+
+test('http store - a body that stalls after the headers times out into STORE_UNAVAILABLE', async (t) => {
+  const url = await fake(t, (req, res) => {
+    const [a, b] = rangeOf(req)
+    res.writeHead(206, { 'content-range': `bytes ${a}-${b}/1000`, 'content-length': String(b - a + 1) })
+    res.write(Buffer.alloc(3)) // and never the rest
+  })
+  const s = open(t, url, { timeoutMs: 150, retries: 1, backoffMs: [10] })
+  const t0 = Date.now()
+  await assert.rejects(s.readRanges([{ pack: 'a'.repeat(64), offset: 0, length: 10 }]), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'STORE_UNAVAILABLE')
+    assert.match(err.message, /no complete answer within 150 ms/)
+    return true
+  })
+  assert.ok(Date.now() - t0 < 2000)
+})

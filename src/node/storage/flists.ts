@@ -6,6 +6,7 @@
 // URL schemes are pluggable (`resolvers`): built in are local paths (/abs/x.fl, file:///abs/x.fl) and
 // http(s):// URLs of the .fl file (a hub's /blobs/<sha256> URL is checked against its digest); chunks come from
 // the node's store (--store). Clients pin `hub://` references to such blob URLs before they sign a deployment.
+import type { Readable } from 'node:stream'
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, openSync, closeSync } from 'node:fs'
@@ -203,22 +204,37 @@ export class FlistManager {
       trust: [...(this.opts.trust ?? [])],
     }
     const fd = openSync(logFile, 'a')
-    const child = spawn(process.execPath, [...helperArgs(), JSON.stringify(args)], { detached: true, stdio: ['ignore', fd, fd] })
+    // The helper says 'ready' on fd 3 once it serves: the mount appears in the mount table while the flist's
+    // checks still run (they overlap with mount(8)), and a flist that fails them is unmounted again.
+    const child = spawn(process.execPath, [...helperArgs(), JSON.stringify(args)], {
+      detached: true,
+      stdio: ['ignore', fd, fd, 'pipe'],
+      env: { ...process.env, ZOS_MOUNT_READY_FD: '3' },
+    })
     closeSync(fd)
-    let exited: number | null | undefined
-    child.on('exit', (code) => (exited = code))
-    child.on('error', () => (exited = -1))
     await writeFile(`${run}.pid`, String(child.pid))
-    const deadline = Date.now() + 30_000
-    for (;;) {
-      const m = await findMount(mountpoint)
-      if (m && m.fstype.startsWith('fuse')) break
-      if (exited !== undefined || Date.now() > deadline) {
-        const tail = await readFile(logFile, 'utf8').then((t) => t.trim().split('\n').slice(-3).join(' '), () => '')
-        if (exited === undefined) child.kill('SIGKILL')
-        throw zerr('MOUNT_FAILED', `cannot mount flist ${f.url}: ${tail || 'the mount helper did not come up'}`, { flist: f.url })
+    const pipe = child.stdio[3] as Readable
+    const outcome = await new Promise<'ready' | 'exited' | 'timeout'>((resolve) => {
+      let said = ''
+      const timer = setTimeout(() => resolve('timeout'), 30_000)
+      const done = (o: 'ready' | 'exited' | 'timeout'): void => {
+        clearTimeout(timer)
+        resolve(o)
       }
-      await sleep(20)
+      pipe.setEncoding('utf8')
+      pipe.on('data', (d: string) => {
+        said += d
+        if (said.includes('ready\n')) done('ready')
+      })
+      pipe.on('error', () => {})
+      child.on('exit', () => done('exited'))
+      child.on('error', () => done('exited'))
+    })
+    pipe.destroy()
+    if (outcome !== 'ready') {
+      const tail = await readFile(logFile, 'utf8').then((t) => t.trim().split('\n').slice(-3).join(' '), () => '')
+      if (outcome === 'timeout') child.kill('SIGKILL')
+      throw zerr('MOUNT_FAILED', `cannot mount flist ${f.url}: ${tail || 'the mount helper did not come up'}`, { flist: f.url })
     }
     child.unref()
     this.opts.log.info({ flist: f.url, root: f.root, mountpoint, pid: child.pid }, 'flist mounted')

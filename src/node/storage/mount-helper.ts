@@ -2,8 +2,8 @@
 // containers whose root sits on it) outlives a restart or upgrade of the agent. It exits when the mount goes
 // away (the node unmounts it) or on SIGTERM/SIGINT (it unmounts first). Argument: one JSON object
 // {flist, mountpoint, store, cache, cacheBytes, trust[]}. Logs go to stderr (a file the node chose).
+import { closeSync, writeSync } from 'node:fs'
 import { z } from 'zod'
-import { parseTrust } from '../../core/keys.js'
 import { errorMessage } from '../../core/errors.js'
 import { DiskChunkCache } from '../../flist/cache.js'
 import { mountFlist } from '../../flist/mount.js'
@@ -19,6 +19,21 @@ const ArgsSchema = z.object({
   trust: z.array(z.string()).default([]),
 })
 
+/**
+ * Tells the node that the mount serves (its flist verified) on the pipe it passed as fd 3. The mount can show in
+ * the mount table before the flist's checks have passed (they run while mount(8) runs), so that is not enough.
+ */
+function reportReady(): void {
+  if (process.env.ZOS_MOUNT_READY_FD !== '3') return
+  delete process.env.ZOS_MOUNT_READY_FD
+  try {
+    writeSync(3, 'ready\n')
+    closeSync(3)
+  } catch {
+    // the node stopped waiting
+  }
+}
+
 function log(msg: string, fields: Record<string, unknown> = {}): void {
   process.stderr.write(JSON.stringify({ time: new Date().toISOString(), pid: process.pid, msg, ...fields }) + '\n')
 }
@@ -27,14 +42,19 @@ async function main(): Promise<void> {
   const args = ArgsSchema.parse(JSON.parse(process.argv[2] ?? '{}'))
   const cache = await DiskChunkCache.open(args.cache, args.cacheBytes)
   const store = await openStore(args.store)
-  const trust = await Promise.all(args.trust.map(parseTrust))
+  // The key code takes 60-250 ms to load: only when the node asks for a signer.
+  const trust = args.trust.length ? await import('../../core/keys.js').then(({ parseTrust }) => Promise.all(args.trust.map(parseTrust))) : []
   const m = await mountFlist(args.flist, args.mountpoint, {
     store,
     cache,
     trust,
+    // Not the RAM-sized default of `zos flist mount`: a node runs one helper per workload and sells its memory to
+    // workloads (docs/node.md), so each mount keeps a small fixed share; the page cache serves repeated reads.
+    memoryBytes: 64 * 1024 * 1024,
     logger: { warn: (o, msg) => log(msg, o), error: (o, msg) => log(msg, o) },
   })
   log('mounted', { flist: args.flist, mountpoint: m.mountpoint, root: m.reader.root.toString('hex') })
+  reportReady()
   const stop = unmountOnSignals(m.fuse, { exit: false })
   const end = await m.fuse.closed
   stop()
