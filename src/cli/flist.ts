@@ -36,8 +36,6 @@ async function resolveFlist(file: string, store: string | undefined): Promise<{ 
 
 const FLIST_ARG = 'flist metadata file, or hub://[HOST:PORT/][NS/]NAME[:TAG]'
 
-/** Environment variable naming the descriptor on which a daemonized mount reports that it is serving. */
-const READY_FD_ENV = 'ZOS_MOUNT_READY_FD'
 
 /**
  * Re-runs this command without --daemon as a detached process and returns once that process reports, on a
@@ -50,25 +48,10 @@ async function daemonize(mountpoint: string, cmd: Command): Promise<void> {
   const logFile = path.join(os.tmpdir(), `zos-mount-${process.pid}.log`)
   const log = fs.openSync(logFile, 'w')
   const args = process.argv.slice(1).filter((a) => a !== '--daemon')
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log, 'pipe'], env: { ...process.env, [READY_FD_ENV]: '3' } })
+  const ready = await import('../flist/ready.js')
+  const child = spawn(process.execPath, args, { detached: true, ...ready.readyPipeOptions(log) })
   fs.closeSync(log)
-  const pipe = child.stdio[3] as import('node:stream').Readable
-  const outcome = await new Promise<'ready' | 'exited' | 'timeout'>((resolve) => {
-    let said = ''
-    const timer = setTimeout(() => resolve('timeout'), 30_000)
-    const done = (o: 'ready' | 'exited' | 'timeout'): void => {
-      clearTimeout(timer)
-      resolve(o)
-    }
-    pipe.setEncoding('utf8')
-    pipe.on('data', (d: string) => {
-      said += d
-      if (said.includes('ready\n')) done('ready')
-    })
-    pipe.on('error', () => {})
-    child.on('exit', () => done('exited'))
-  })
-  pipe.destroy()
+  const outcome = await ready.awaitReady(child)
   if (outcome !== 'ready') {
     const out = fs.readFileSync(logFile, 'utf8').trim()
     fs.rmSync(logFile, { force: true })
@@ -77,24 +60,6 @@ async function daemonize(mountpoint: string, cmd: Command): Promise<void> {
   }
   child.unref()
   emit(cmd, { mountpoint: target, pid: child.pid, log: logFile }, (r) => `mounted at ${r.mountpoint} (pid ${r.pid}, log ${r.log}); stop with \`zos flist umount ${r.mountpoint}\``)
-}
-
-/** In a daemonized mount: tell the waiting parent that the mount is serving (once; the pipe is closed after). */
-async function reportReady(): Promise<void> {
-  const fd = Number(process.env[READY_FD_ENV])
-  delete process.env[READY_FD_ENV]
-  if (!Number.isInteger(fd) || fd < 3) return
-  const fs = await import('node:fs')
-  try {
-    fs.writeSync(fd, 'ready\n')
-  } catch {
-    // the parent is gone: nobody waits
-  }
-  try {
-    fs.closeSync(fd)
-  } catch {
-    // already closed
-  }
 }
 
 function modeString(mode: number): string {
@@ -401,7 +366,8 @@ export function registerFlist(program: Command): void {
       }
       process.once('SIGINT', onSignal)
       process.once('SIGTERM', onSignal)
-      await reportReady()
+      const { reportReady } = await import('../flist/ready.js')
+      reportReady()
       emit(cmd, { mountpoint, flist: file, root: m.reader.root.toString('hex'), pid: process.pid, writable: writable ?? null }, (r) =>
         `mounted ${r.flist} at ${r.mountpoint}${writable ? ` (writable overlay, changes in ${writable}/upper)` : ''}; stop with Ctrl-C or \`zos flist umount ${r.mountpoint}\``,
       )

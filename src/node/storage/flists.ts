@@ -6,7 +6,6 @@
 // URL schemes are pluggable (`resolvers`): built in are local paths (/abs/x.fl, file:///abs/x.fl) and
 // http(s):// URLs of the .fl file (a hub's /blobs/<sha256> URL is checked against its digest); chunks come from
 // the node's store (--store). Clients pin `hub://` references to such blob URLs before they sign a deployment.
-import type { Readable } from 'node:stream'
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, openSync, closeSync } from 'node:fs'
@@ -16,6 +15,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ZosError, errorMessage, zerr } from '../../core/errors.js'
 import { FlistReader } from '../../flist/reader.js'
+import { awaitReady, readyPipeOptions } from '../../flist/ready.js'
 import { parseTrust } from '../../core/keys.js'
 import type { NodeLogger } from '../log.js'
 import { findMount, lazyUnmount, unmountAll } from './mounts.js'
@@ -204,33 +204,10 @@ export class FlistManager {
       trust: [...(this.opts.trust ?? [])],
     }
     const fd = openSync(logFile, 'a')
-    // The helper says 'ready' on fd 3 once it serves: the mount appears in the mount table while the flist's
-    // checks still run (they overlap with mount(8)), and a flist that fails them is unmounted again.
-    const child = spawn(process.execPath, [...helperArgs(), JSON.stringify(args)], {
-      detached: true,
-      stdio: ['ignore', fd, fd, 'pipe'],
-      env: { ...process.env, ZOS_MOUNT_READY_FD: '3' },
-    })
+    const child = spawn(process.execPath, [...helperArgs(), JSON.stringify(args)], { detached: true, ...readyPipeOptions(fd) })
     closeSync(fd)
     await writeFile(`${run}.pid`, String(child.pid))
-    const pipe = child.stdio[3] as Readable
-    const outcome = await new Promise<'ready' | 'exited' | 'timeout'>((resolve) => {
-      let said = ''
-      const timer = setTimeout(() => resolve('timeout'), 30_000)
-      const done = (o: 'ready' | 'exited' | 'timeout'): void => {
-        clearTimeout(timer)
-        resolve(o)
-      }
-      pipe.setEncoding('utf8')
-      pipe.on('data', (d: string) => {
-        said += d
-        if (said.includes('ready\n')) done('ready')
-      })
-      pipe.on('error', () => {})
-      child.on('exit', () => done('exited'))
-      child.on('error', () => done('exited'))
-    })
-    pipe.destroy()
+    const outcome = await awaitReady(child)
     if (outcome !== 'ready') {
       const tail = await readFile(logFile, 'utf8').then((t) => t.trim().split('\n').slice(-3).join(' '), () => '')
       if (outcome === 'timeout') child.kill('SIGKILL')

@@ -2,11 +2,11 @@
 // containers whose root sits on it) outlives a restart or upgrade of the agent. It exits when the mount goes
 // away (the node unmounts it) or on SIGTERM/SIGINT (it unmounts first). Argument: one JSON object
 // {flist, mountpoint, store, cache, cacheBytes, trust[]}. Logs go to stderr (a file the node chose).
-import { closeSync, writeSync } from 'node:fs'
 import { z } from 'zod'
 import { errorMessage } from '../../core/errors.js'
 import { DiskChunkCache } from '../../flist/cache.js'
 import { mountFlist } from '../../flist/mount.js'
+import { reportReady } from '../../flist/ready.js'
 import { unmountOnSignals } from '../../fuse/index.js'
 import { openStore } from '../../store/open.js'
 
@@ -18,21 +18,6 @@ const ArgsSchema = z.object({
   cacheBytes: z.number().int().positive(),
   trust: z.array(z.string()).default([]),
 })
-
-/**
- * Tells the node that the mount serves (its flist verified) on the pipe it passed as fd 3. The mount can show in
- * the mount table before the flist's checks have passed (they run while mount(8) runs), so that is not enough.
- */
-function reportReady(): void {
-  if (process.env.ZOS_MOUNT_READY_FD !== '3') return
-  delete process.env.ZOS_MOUNT_READY_FD
-  try {
-    writeSync(3, 'ready\n')
-    closeSync(3)
-  } catch {
-    // the node stopped waiting
-  }
-}
 
 function log(msg: string, fields: Record<string, unknown> = {}): void {
   process.stderr.write(JSON.stringify({ time: new Date().toISOString(), pid: process.pid, msg, ...fields }) + '\n')
