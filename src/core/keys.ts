@@ -1,13 +1,16 @@
 // Publisher and twin keys: secp256k1, the same keys as EVM accounts, so one wallet signs flists, deployments and
 // transactions. Key files are JSON, written with mode 0600 through an atomic rename.
 import { secp256k1 } from '@noble/curves/secp256k1.js'
-import { keccak_256 } from '@noble/hashes/sha3.js'
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { readFile, writeFile, rename, mkdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { homedir } from 'node:os'
 import { zerr } from './errors.js'
-import { ecc, uncompressed as uncompressedKey, verifyDigest } from './secp.js'
+import { ecc } from './secp.js'
+import { addressOf, domainDigest } from './signature.js'
+
+// Checking signatures needs none of the signing code: it lives in signature.js, which readers load alone.
+export { addressOf, domainDigest, verifyDomain } from './signature.js'
 
 export interface KeyPair {
   readonly privateKey: Buffer // 32 bytes
@@ -47,17 +50,6 @@ export function generateKey(): KeyPair {
   }
 }
 
-/** EVM address of a public key (compressed or uncompressed), EIP-55 checksummed. */
-export function addressOf(publicKey: Uint8Array): `0x${string}` {
-  // libsecp256k1 decompresses a point in microseconds; the pure-JS curve takes about a millisecond.
-  const uncompressed = uncompressedKey(publicKey)
-  const raw = Buffer.from(keccak_256(uncompressed.subarray(1))).subarray(12).toString('hex')
-  const hash = Buffer.from(keccak_256(Buffer.from(raw, 'ascii'))).toString('hex')
-  let out = ''
-  for (let i = 0; i < raw.length; i++) out += parseInt(hash[i]!, 16) >= 8 ? raw[i]!.toUpperCase() : raw[i]
-  return `0x${out}`
-}
-
 export async function saveKey(path: string, key: KeyPair, options: { overwrite?: boolean } = {}): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 })
   const body = JSON.stringify(
@@ -95,23 +87,12 @@ export async function loadKey(path: string): Promise<KeyPair> {
   return keyFromPrivate(Buffer.from((parsed as { privateKey: string }).privateKey.replace(/^0x/, ''), 'hex'))
 }
 
-/** Digest of a domain-separated message: sha256(domain || 0x00 || message). */
-export function domainDigest(domain: string, message: Uint8Array): Buffer {
-  return createHash('sha256').update(domain).update(Buffer.of(0)).update(message).digest()
-}
-
 /** Signs a domain-separated message; returns 65 bytes (r || s || recovery). */
 export function signDomain(key: KeyPair, domain: string, message: Uint8Array): Buffer {
   const digest = domainDigest(domain, message)
   const sig = secp256k1.sign(digest, key.privateKey, { prehash: false, format: 'recovered' })
   // noble's 'recovered' format is recovery || r || s; store r || s || recovery like Ethereum does
   return Buffer.concat([Buffer.from(sig.subarray(1)), Buffer.from(sig.subarray(0, 1))])
-}
-
-/** Checks a signature made by signDomain (65 bytes; the recovery byte is not needed). Low s only. */
-export function verifyDomain(publicKey: Uint8Array, domain: string, message: Uint8Array, signature: Uint8Array): boolean {
-  if (signature.length !== 65) return false
-  return verifyDigest(domainDigest(domain, message), publicKey, signature.subarray(0, 64))
 }
 
 /**

@@ -4,30 +4,13 @@
 // consistent (every extent points at a chunk, extents tile each file exactly, delta bases are full chunks).
 import Database from 'better-sqlite3'
 import { statSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import { zerr, ZosError, errorMessage } from '../core/errors.js'
-import type * as Keys from '../core/keys.js'
+import { addressOf, verifyDomain } from '../core/signature.js'
 import { validateChunkerParams, type ChunkerParams } from './chunker.js'
 import { readAllChunks, readChunksWhere, type ChunkInfo } from './chunks.js'
 import { CODEC_ZSTD_DELTA, isCodec, storeId } from './codec.js'
 import { computeRoot } from './root.js'
 import { APPLICATION_ID, FORMAT_NAME, FORMAT_VERSION, ROOT_INO, SIGNATURE_DOMAIN, S_IFDIR, S_IFMT, S_IFREG, typeOfMode, type InodeType } from './schema.js'
-
-const requireSync = createRequire(import.meta.url)
-let keys: typeof Keys | undefined
-/**
- * The secp256k1 code (60-250 ms to load here) is needed only by flists that carry signatures. open is
- * synchronous, so it is loaded with require (Node 20.19+ loads ES modules that way) the first time one does.
- */
-function loadKeys(): typeof Keys {
-  try {
-    keys ??= requireSync('../core/keys.js') as typeof Keys
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ERR_REQUIRE_ESM') throw zerr('INTERNAL', `checking flist signatures needs Node.js 20.19 or newer (this is ${process.version})`, {}, err)
-    throw err
-  }
-  return keys
-}
 
 export interface Inode {
   ino: number
@@ -215,7 +198,6 @@ export class FlistReader {
     if (!computeRoot(db).equals(seal)) throw corrupt(path, 'content does not match its root hash (the file was modified or damaged)')
 
     const sigs = db.prepare('SELECT pubkey, sig FROM signature').all() as { pubkey: Buffer; sig: Buffer }[]
-    const { addressOf, verifyDomain } = sigs.length > 0 ? loadKeys() : ({} as typeof Keys)
     this.signers = sigs.map((s) => {
       let address = '?'
       try {

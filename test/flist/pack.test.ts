@@ -160,7 +160,7 @@ test('pack - signatures: trusted, untrusted, and altered after signing', async (
   assert.throws(() => FlistReader.open(edited), (e: unknown) => ZosError.is(e) && e.code === 'FLIST_CORRUPT' && /root hash/.test(e.message))
 })
 
-test('pack - a fresh process checks signatures without having loaded the key code (loaded on demand by open)', async (t) => {
+test('pack - a fresh process checks signatures with the reader alone (verification code only, no signing code)', async (t) => {
   const dir = await tempDir(t)
   const key = generateKey()
   await packTree(dir, tree(1), 'signed.fl', { signers: [key] })
