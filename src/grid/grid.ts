@@ -14,7 +14,7 @@ import { generateKey, loadKey, saveKey, type KeyPair } from '../core/keys.js'
 import { exec } from '../core/exec.js'
 import { bridgeIp, bridgeName, checkNetworking, ensureBridge, ensureNodeNet, netnsList, nodeNet, pickSubnet, removeBridge, removeNodeNet } from './net.js'
 import { isAlive, spawnZos, stopProc, waitReady, withGridLock, type ProcRecord } from './procs.js'
-import { gridIdOf, readRun, readSpec, removeRun, writeRun, writeSpec, type GridRun, type GridSpec } from './state.js'
+import { gridIdOf, readRun, readSpec, removeRun, writeRun, writeSpec, type GridNodeSpec, type GridRun, type GridSpec } from './state.js'
 import { clearCurrentGrid, setCurrentGrid } from './context.js'
 import { DEMO_NAME, publishDemo } from './demo.js'
 
@@ -174,13 +174,12 @@ function nodeArgs(dir: string, spec: GridSpec, stateDir: string, cacheBytes: num
   ]
 }
 
-/** Starts node `index` in its namespace unless it runs; waits until it serves and records its ids. */
-async function ensureNode(dir: string, spec: GridSpec, run: GridRun, index: number, cacheBytes: number): Promise<void> {
-  const node = spec.nodes.find((n) => n.index === index)!
+/** Starts the node in its namespace unless it runs; waits until it serves and records its ids. */
+async function ensureNode(dir: string, spec: GridSpec, run: GridRun, node: GridNodeSpec, cacheBytes: number): Promise<void> {
+  const index = node.index
   await ensureNodeNet(spec.net, node)
   if (isAlive(run.nodes[String(index)])) return
   const out = join(logsDir(dir), `node${index}.out`)
-  await rm(out, { force: true })
   const rec = spawnZos(nodeArgs(dir, spec, node.state, cacheBytes), join(logsDir(dir), `node${index}.log`), ['nsenter', `--net=/run/netns/${node.netns}`, '--'], out)
   run.nodes[String(index)] = rec
   await writeRun(dir, run)
@@ -258,7 +257,7 @@ async function up(dir: string, opts: UpOptions): Promise<GridStatus> {
   }
   await writeSpec(spec)
   step(`nodes: starting ${spec.nodes.length} node agents, one network namespace each`)
-  const results = await Promise.allSettled(spec.nodes.map((n) => ensureNode(dir, spec!, run, n.index, cacheBytes)))
+  const results = await Promise.allSettled(spec.nodes.map((n) => ensureNode(dir, spec!, run, n, cacheBytes)))
   await writeSpec(spec)
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
   if (failed) throw failed.reason

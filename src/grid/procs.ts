@@ -3,7 +3,7 @@
 // never an unrelated process that reused a pid.
 import { spawn } from 'node:child_process'
 import { closeSync, openSync, readFileSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { open, readFile, rm } from 'node:fs/promises'
 import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -22,29 +22,28 @@ const ext = extname(fileURLToPath(import.meta.url))
 export const CLI_ENTRY = fileURLToPath(new URL(`../cli/main${ext}`, import.meta.url))
 const NODE_ARGS = ext === '.ts' ? ['--import', 'tsx'] : []
 
-export function startTimeOf(pid: number): number | undefined {
+/** Fields 3.. of /proc/PID/stat (state first), or undefined when there is no such process. */
+function statFields(pid: number): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     // The command name (field 2) may hold spaces and parentheses: count fields after its closing one.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return Number(fields[19])
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   } catch {
     return undefined
   }
 }
 
-/** The process is alive and is the one recorded (not a pid reused since). */
+/** Field 22 of /proc/PID/stat: clock ticks after boot when the process started. */
+export function startTimeOf(pid: number): number | undefined {
+  const f = statFields(pid)
+  return f ? Number(f[19]) : undefined
+}
+
+/** The process is alive and is the one recorded (not a pid reused since, nor a zombie). */
 export function isAlive(rec: ProcRecord | undefined): rec is ProcRecord {
   if (!rec) return false
-  const st = startTimeOf(rec.pid)
-  if (st === undefined || st !== rec.startTime) return false
-  try {
-    // A zombie child of ours still has /proc/PID/stat; its state field says Z.
-    const state = readFileSync(`/proc/${rec.pid}/stat`, 'utf8')
-    return state.slice(state.lastIndexOf(')') + 2, state.lastIndexOf(')') + 3) !== 'Z'
-  } catch {
-    return false
-  }
+  const f = statFields(rec.pid)
+  return f !== undefined && Number(f[19]) === rec.startTime && f[0] !== 'Z'
 }
 
 /**
@@ -107,7 +106,6 @@ export async function tail(file: string, bytes = 1500): Promise<string> {
  * gone (a killed run) is taken over.
  */
 export async function withGridLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
-  const { open, rm } = await import('node:fs/promises')
   const file = `${dir}/.lock`
   for (let attempt = 0; ; attempt++) {
     try {
