@@ -10,7 +10,7 @@ import { validateChunkerParams, type ChunkerParams } from './chunker.js'
 import { readAllChunks, readChunksWhere, type ChunkInfo } from './chunks.js'
 import { CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_DELTA, storeId } from './codec.js'
 import { computeRoot } from './root.js'
-import { APPLICATION_ID, FORMAT_NAME, FORMAT_VERSION, ROOT_INO, SIGNATURE_DOMAIN, S_IFDIR, S_IFMT, S_IFREG, TYPE_BITS, typeOfMode, type InodeType } from './schema.js'
+import { APPLICATION_ID, FORMAT_NAME, FORMAT_VERSION, PREFETCH_RANGES_VERSION, ROOT_INO, SIGNATURE_DOMAIN, S_IFDIR, S_IFMT, S_IFREG, TYPE_BITS, typeOfMode, type InodeType } from './schema.js'
 
 export interface Inode {
   ino: number
@@ -32,6 +32,13 @@ export type { ChunkInfo } from './chunks.js'
 export interface Extent {
   offset: number
   chunk: number
+}
+
+/** `length` bytes of file `ino` from `offset` (an entry of the prefetch list). */
+export interface PrefetchRange {
+  ino: number
+  offset: number
+  length: number
 }
 
 export interface Signer {
@@ -197,7 +204,7 @@ export class FlistReader {
     const seal = this.root
     const quick = db.pragma('quick_check', { simple: true })
     if (quick !== 'ok') throw corrupt(path, `SQLite integrity check failed: ${String(quick)}`)
-    if (!computeRoot(db).equals(seal)) throw corrupt(path, 'content does not match its root hash (the file was modified or damaged)')
+    if (!computeRoot(db, this.version).equals(seal)) throw corrupt(path, 'content does not match its root hash (the file was modified or damaged)')
 
     const sigs = db.prepare('SELECT pubkey, sig FROM signature').all() as { pubkey: Buffer; sig: Buffer }[]
     this.signers = sigs.map((s) => {
@@ -285,6 +292,11 @@ export class FlistReader {
     const gaps = one(`SELECT count(*) AS n FROM (SELECT e.ino, e.offset, c.size, lag(e.offset + c.size, 1, 0) OVER (PARTITION BY e.ino ORDER BY e.offset) AS expected
       FROM extent e JOIN chunk c ON c.id = e.chunk) WHERE offset != expected`)
     if (gaps > 0) fail('file content has gaps or overlaps')
+    if (this.version >= PREFETCH_RANGES_VERSION) {
+      const outside = one(`SELECT count(*) AS n FROM prefetch p LEFT JOIN inode i ON i.ino = p.ino
+        WHERE i.ino IS NULL OR (i.mode & ${S_IFMT}) != ${S_IFREG} OR p.offset < 0 OR p.length <= 0 OR p.offset + p.length > i.size`)
+      if (outside > 0) fail('a prefetch range is not inside a regular file')
+    }
   }
 
   private toInode(row: InodeRow): Inode {
@@ -374,8 +386,12 @@ export class FlistReader {
     return Object.fromEntries((this.db.prepare('SELECT key, value FROM tag ORDER BY key').all() as { key: string; value: string }[]).map((r) => [r.key, r.value]))
   }
 
-  prefetch(): number[] {
-    return (this.db.prepare('SELECT ino FROM prefetch ORDER BY seq').all() as { ino: number }[]).map((r) => r.ino)
+  /** The prefetch list in order: byte ranges of files (version 1 lists name whole files: 0..size). */
+  prefetch(): PrefetchRange[] {
+    const sql = this.version >= PREFETCH_RANGES_VERSION
+      ? 'SELECT ino, offset, length FROM prefetch ORDER BY seq'
+      : 'SELECT p.ino AS ino, 0 AS offset, COALESCE(i.size, 0) AS length FROM prefetch p LEFT JOIN inode i ON i.ino = p.ino ORDER BY p.seq'
+    return this.db.prepare(sql).all() as PrefetchRange[]
   }
 
   /**
