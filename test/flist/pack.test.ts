@@ -61,6 +61,15 @@ function randomBytesSeeded(n: number, seed: number): Buffer {
   return b
 }
 
+/** A copy of flist `src` at `dst` with `sql` applied, re-sealed for format `reseal` when given. */
+async function editCopy(src: string, dst: string, sql: string, reseal?: number): Promise<void> {
+  await copyFile(src, dst)
+  const db = new Database(dst)
+  db.exec(sql)
+  if (reseal !== undefined) db.prepare('UPDATE seal SET root = ?').run(computeRoot(db, reseal))
+  db.close()
+}
+
 async function packTree(dir: string, specs: Spec[], name: string, extra: Partial<Parameters<typeof pack>[0]> = {}) {
   const store = await openWritableStore(`dir://${join(dir, 'store')}`)
   try {
@@ -146,18 +155,11 @@ test('pack - signatures: trusted, untrusted, and altered after signing', async (
   assert.throws(() => FlistReader.open(join(dir, 'signed.fl'), { trust: [otherTrust] }), (e: unknown) => ZosError.is(e) && e.code === 'UNTRUSTED_SIGNER')
   // An attacker edits a mode and re-seals, but cannot re-sign.
   const forged = join(dir, 'forged.fl')
-  await copyFile(join(dir, 'signed.fl'), forged)
-  const db = new Database(forged)
-  db.prepare('UPDATE inode SET mode = mode | 2048 WHERE ino = 2').run()
-  db.prepare('UPDATE seal SET root = ?').run(computeRoot(db, 1))
-  db.close()
+  await editCopy(join(dir, 'signed.fl'), forged, 'UPDATE inode SET mode = mode | 2048 WHERE ino = 2', 1)
   assert.throws(() => FlistReader.open(forged, { trust: [{ describe: key.address, matches: (pk: Uint8Array) => Buffer.from(pk).equals(key.publicKey) }] }), (e: unknown) => ZosError.is(e) && e.code === 'SIGNATURE_INVALID')
   // Without re-sealing, the change is caught as corruption even for readers that trust no one.
   const edited = join(dir, 'edited.fl')
-  await copyFile(join(dir, 'signed.fl'), edited)
-  const db2 = new Database(edited)
-  db2.prepare('UPDATE inode SET uid = 7 WHERE ino = 2').run()
-  db2.close()
+  await editCopy(join(dir, 'signed.fl'), edited, 'UPDATE inode SET uid = 7 WHERE ino = 2')
   assert.throws(() => FlistReader.open(edited), (e: unknown) => ZosError.is(e) && e.code === 'FLIST_CORRUPT' && /root hash/.test(e.message))
 })
 
@@ -335,11 +337,7 @@ test('pack - a prefetch range outside its file is refused, at pack and in a re-s
   assert.throws(() => parsePrefetchList('5+0 /lib/big.txt'), (e: unknown) => ZosError.is(e) && e.code === 'INVALID_ARGUMENT' && /line 1/.test(e.message))
   await packTree(dir, tree(1), 'ranges.fl', { prefetch: parsePrefetchList('0+10 /lib/big.txt') })
   const forged = join(dir, 'forged.fl')
-  await copyFile(join(dir, 'ranges.fl'), forged)
-  const db = new Database(forged)
-  db.prepare('UPDATE prefetch SET length = 3000001').run()
-  db.prepare('UPDATE seal SET root = ?').run(computeRoot(db, 2))
-  db.close()
+  await editCopy(join(dir, 'ranges.fl'), forged, 'UPDATE prefetch SET length = 3000001', 2)
   assert.throws(() => FlistReader.open(forged), (e: unknown) => ZosError.is(e) && e.code === 'FLIST_CORRUPT' && /prefetch range/.test(e.message))
 })
 
@@ -356,10 +354,7 @@ test('pack - chunk rows with an unknown codec, an impossible size or a malformed
   ]
   for (const [sql, why] of cases) {
     const file = join(dir, 'edited.fl')
-    await copyFile(join(dir, 'good.fl'), file)
-    const db = new Database(file)
-    db.exec(sql)
-    db.close()
+    await editCopy(join(dir, 'good.fl'), file, sql)
     assert.throws(() => FlistReader.open(file), (e: unknown) => ZosError.is(e) && e.code === 'FLIST_CORRUPT' && why.test(e.message), sql)
   }
   FlistReader.open(join(dir, 'good.fl')).close()
