@@ -27,7 +27,6 @@ export interface PackOptions {
   encrypt?: boolean | Buffer
   signers?: readonly KeyPair[]
   tags?: Readonly<Record<string, string>>
-  /** Paths (relative to the root) to fetch first at mount, in order. */
   /** Paths (whole files) or entries with byte ranges to fetch first at mount, in order (see prefetch.ts). */
   prefetch?: readonly (string | PrefetchEntry)[]
   /** Use delta compression against earlier versions found through the store's path hints (default true). */

@@ -45,6 +45,12 @@ CREATE TABLE seal (root BLOB NOT NULL) STRICT;
 CREATE TABLE signature (pubkey BLOB PRIMARY KEY, sig BLOB NOT NULL) STRICT, WITHOUT ROWID;
 `
 
+/** The prefetch table of version 2: byte ranges of regular files, in the order a traced workload read them. */
+export const PREFETCH_RANGES_SQL = `
+DROP TABLE prefetch;
+CREATE TABLE prefetch (seq INTEGER PRIMARY KEY, ino INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL) STRICT;
+`
+
 /**
  * What the root hash covers, in hashing order: the tree and its content, by chunk hash. Where chunks are
  * stored (pack, offset, codec, delta base) is deliberately left out: every fetched chunk is checked against
@@ -52,12 +58,6 @@ CREATE TABLE signature (pubkey BLOB PRIMARY KEY, sig BLOB NOT NULL) STRICT, WITH
  * root a pure content identity: the same tree packed twice, or into another store, has the same root and
  * keeps its signature.
  */
-/** The prefetch table of version 2: byte ranges of regular files, in the order a traced workload read them. */
-export const PREFETCH_RANGES_SQL = `
-DROP TABLE prefetch;
-CREATE TABLE prefetch (seq INTEGER PRIMARY KEY, ino INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL) STRICT;
-`
-
 export const ROOT_QUERIES: ReadonlyArray<{ name: string; sql: string }> = [
   { name: 'meta', sql: 'SELECT key, value FROM meta ORDER BY key' },
   { name: 'inode', sql: 'SELECT ino, mode, uid, gid, size, rdev, nlink, mtime, atime, ctime, target FROM inode ORDER BY ino' },

@@ -7,7 +7,7 @@ import { zerr } from '../core/errors.js'
 import type { KeyPair } from '../core/keys.js'
 import type { ChunkerParams } from './chunker.js'
 import { computeRoot } from './root.js'
-import { APPLICATION_ID, FORMAT_NAME, PREFETCH_RANGES_SQL, PREFETCH_RANGES_VERSION, ROOT_INO, SCHEMA_SQL, SIGNATURE_DOMAIN, S_IFDIR } from './schema.js'
+import { APPLICATION_ID, FORMAT_NAME, PREFETCH_RANGES_SQL, PREFETCH_RANGES_VERSION, ROOT_INO, SCHEMA_SQL, SIGNATURE_DOMAIN, S_IFDIR, S_IFMT, S_IFREG } from './schema.js'
 
 export interface InodeAttrs {
   mode: number // with type bits
@@ -135,8 +135,8 @@ export class FlistWriter {
 
   /**
    * Writes the prefetch list. A list of whole files keeps format version 1; one with byte ranges makes the file
-   * version 2, where every row is a range (a whole file becomes 0..size; empty files are left out). The caller
-   * checks that ranges lie inside their regular files.
+   * version 2, where every row is a range of a regular file (a whole file becomes 0..size; empty files and
+   * anything that is not a regular file are left out). The caller checks that ranges lie inside their files.
    */
   setPrefetch(rows: readonly PrefetchRow[]): void {
     if (rows.some((r) => r.range) && this.version < PREFETCH_RANGES_VERSION) {
@@ -151,10 +151,9 @@ export class FlistWriter {
       return
     }
     const ins = this.db.prepare('INSERT INTO prefetch (seq, ino, offset, length) VALUES (?, ?, ?, ?)')
-    const size = this.db.prepare('SELECT size FROM inode WHERE ino = ?').pluck()
     let seq = 0
     for (const r of rows) {
-      const range = r.range ?? { offset: 0, length: Number(size.get(r.ino) ?? 0) }
+      const range = r.range ?? { offset: 0, length: this.regularFileSize(r.ino) ?? 0 }
       if (range.length > 0) ins.run(seq++, r.ino, range.offset, range.length)
     }
   }
@@ -162,7 +161,7 @@ export class FlistWriter {
   /** The size of a regular file; undefined for anything else. */
   regularFileSize(ino: number): number | undefined {
     const row = this.db.prepare('SELECT mode, size FROM inode WHERE ino = ?').get(ino) as { mode: number; size: number } | undefined
-    return row && (row.mode & 0o170000) === 0o100000 ? row.size : undefined
+    return row && (row.mode & S_IFMT) === S_IFREG ? row.size : undefined
   }
 
   /** Looks up an inode by path (for prefetch lists); undefined if absent. */

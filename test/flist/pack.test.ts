@@ -302,7 +302,7 @@ test('pack - the root is a content identity: same tree, other store, same root',
 
 test('pack - a prefetch list of byte ranges makes a version 2 flist; whole files alone stay version 1', async (t) => {
   const dir = await tempDir(t)
-  const list = parsePrefetchList('# traced\n1000+5000 /lib/big.txt\n/bin/tool\n/etc/empty\n0+10 /lib/big.txt\n')
+  const list = parsePrefetchList('# traced\n1000+5000 /lib/big.txt\n/bin/tool\n/etc/empty\n/lib\n0+10 /lib/big.txt\n')
   assert.deepEqual(list[0], { path: '/lib/big.txt', range: { offset: 1000, length: 5000 } })
   assert.deepEqual(parsePrefetchList(formatPrefetchList(list)), list)
   await packTree(dir, tree(1), 'ranges.fl', { prefetch: list })
@@ -311,7 +311,7 @@ test('pack - a prefetch list of byte ranges makes a version 2 flist; whole files
   assert.equal(reader.version, 2)
   const big = reader.resolve('lib/big.txt').ino
   const tool = reader.resolve('bin/tool')
-  // The whole file becomes 0..size; the empty file has nothing to fetch and is left out.
+  // The whole file becomes 0..size; the empty file and the directory have nothing to fetch and are left out.
   assert.deepEqual(reader.prefetch(), [
     { ino: big, offset: 1000, length: 5000 },
     { ino: tool.ino, offset: 0, length: tool.size },
