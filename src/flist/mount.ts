@@ -347,14 +347,22 @@ export class FlistFs implements FuseOps {
   async prefetchAll(signal: AbortSignal): Promise<void> {
     const chunks = this.prefetchChunks()
     let next = 0
+    let failed: { err: unknown } | undefined
+    // A lane never rejects: the first failure stops every lane, and this settles only once none is fetching
+    // (unmount waits for it before closing the reader).
     const lane = async (): Promise<void> => {
-      while (next < chunks.length && !signal.aborted) {
+      while (next < chunks.length && !signal.aborted && !failed) {
         const batch = chunks.slice(next, next + PREFETCH_BATCH)
         next += batch.length
-        await this.fetcher.fetch(batch)
+        try {
+          await this.fetcher.fetch(batch)
+        } catch (err) {
+          failed ??= { err }
+        }
       }
     }
     await Promise.all(Array.from({ length: PREFETCH_PARALLEL }, lane))
+    if (failed) throw failed.err
   }
 }
 

@@ -294,6 +294,24 @@ test('mount - a trace of the ranges read becomes a prefetch list that the next m
   const m3 = await withMount(t, await mountFlist(join(dir, 'files.fl'), join(dir, 'mnt'), { store }))
   await m3.prefetched
   assert.equal(m3.stats().fetchedPlainBytes, 4 + (await stat(join(dir, 'src/data/big.txt'))).size)
+  await m3.unmount()
+
+  // A chunk of the list that fails verification stops the prefetch with a warning; the mount goes on.
+  const reader = FlistReader.open(join(dir, 'pre.fl'))
+  const [first] = reader.prefetch().filter((r) => r.ino === reader.resolve('data/random.bin').ino)
+  const chunk = reader.chunk(reader.extents(first!.ino).find((e) => e.offset >= first!.offset)!.chunk)
+  reader.close()
+  const packPath = join(dir, 'store', 'packs', chunk.pack.slice(0, 2), `${chunk.pack}.pack`)
+  const data = await readFile(packPath)
+  data[chunk.offset + 10]! ^= 0x80
+  await writeFile(packPath, data)
+  const warnings: string[] = []
+  const logger = { warn: (_o: Record<string, unknown>, msg: string) => warnings.push(msg), error: (_o: Record<string, unknown>, msg: string) => warnings.push(msg) }
+  const m4 = await withMount(t, await mountFlist(join(dir, 'pre.fl'), join(dir, 'mnt'), { store, logger }))
+  await m4.prefetched
+  assert.ok(warnings.some((w) => /prefetch stopped/.test(w)), warnings.join('\n'))
+  assert.ok(m4.stats().badChunks >= 1)
+  assert.equal(await ok('cat', [join(dir, 'mnt/etc/hostname')]), 'zos\n')
   await rm(join(dir, 'trace.txt'))
   await assert.rejects(unmountRoot(join(dir, 'nothing-here')), /nothing is mounted/)
 })
