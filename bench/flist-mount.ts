@@ -388,9 +388,10 @@ const slug = (name: string): string => name.replace(/[^a-z0-9]+/gi, '-').replace
  * packed with `zos flist pack --prefetch` (the chunks are in the store already, so only metadata is written).
  */
 async function prefetchImage(image: Image, program: Program, storeUrl: string): Promise<string> {
-  const fl = join(work, `image-prefetch-${slug(program.name)}.fl`)
+  // Named for the trace format (byte ranges since December 2026): lists recorded before are not reused.
+  const fl = join(work, `image-prefetch-ranges-${slug(program.name)}.fl`)
   if (existsSync(fl)) return fl
-  const trace = join(work, `trace-${slug(program.name)}.txt`)
+  const trace = join(work, `trace-ranges-${slug(program.name)}.txt`)
   const mnt = join(work, 'mnt-trace')
   const cache = join(work, 'cache-trace')
   rmSync(cache, { recursive: true, force: true })
@@ -399,7 +400,7 @@ async function prefetchImage(image: Image, program: Program, storeUrl: string): 
   await unmount(m)
   rmSync(cache, { recursive: true, force: true })
   await must(process.execPath, [cli, 'flist', 'pack', image.tree, '-o', fl, '--store', `dir://${image.store}`, '--prefetch', trace, '--json'])
-  log(`${program.name}: prefetch list of ${readFileSync(trace, 'utf8').trim().split('\n').length} files recorded`)
+  log(`${program.name}: prefetch list of ${readFileSync(trace, 'utf8').trim().split('\n').length} ranges recorded`)
   return fl
 }
 

@@ -91,7 +91,7 @@ export function registerFlist(program: Command): void {
     .option('--sign <keyfile>', 'sign the flist root with this publisher key (repeatable)', collect, [])
     .option('--level <n>', 'zstd level 1-19', '3')
     .option('--tag <key=value>', 'add a tag (repeatable)', collect, [])
-    .option('--prefetch <listfile>', 'file listing paths to fetch first at mount, one per line (e.g. from `zos flist trace`)')
+    .option('--prefetch <listfile>', 'what to fetch first at mount, one `/path` or `OFFSET+LENGTH /path` per line (e.g. from `zos flist mount --trace`)')
     .option('--no-delta', 'do not delta-compress against earlier versions in the store')
     .option('--workers <n>', 'worker threads (default: number of cores)')
     .action(async (source: string, opts: Record<string, unknown>, cmd: Command) => {
@@ -113,9 +113,7 @@ export function registerFlist(program: Command): void {
         if (i <= 0) throw zerr('INVALID_ARGUMENT', `--tag ${t}: use key=value`)
         tags[t.slice(0, i)] = t.slice(i + 1)
       }
-      const prefetch = opts.prefetch
-        ? (await readFile(String(opts.prefetch), 'utf8')).split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'))
-        : undefined
+      const prefetch = opts.prefetch ? (await import('../flist/prefetch.js')).parsePrefetchList(await readFile(String(opts.prefetch), 'utf8')) : undefined
       const signers = await Promise.all((opts.sign as string[]).map(loadKey))
       const store = await openWritableStore(storeOption(opts.store as string | undefined))
       const src = await openSource(source)
@@ -170,7 +168,7 @@ export function registerFlist(program: Command): void {
             `  dedup       ${r.dedupRatio.toFixed(2)}x`,
             `  chunker     ${r.chunker.algorithm} ${r.chunker.min}/${r.chunker.avg}/${r.chunker.max}`,
             `  encryption  ${r.encryption}`,
-            `  prefetch    ${r.prefetch} files`,
+            `  prefetch    ${r.prefetch} ${r.version >= 2 ? 'ranges' : 'files'}`,
             `  signers     ${r.signers.length ? r.signers.map((x) => `${x.address} (${x.valid ? 'valid' : 'INVALID'})`).join(', ') : 'none'}`,
             ...Object.entries(r.tags).map(([k, v]) => `  tag         ${k} = ${v}`),
           ].join('\n'),
@@ -321,7 +319,7 @@ export function registerFlist(program: Command): void {
     .option('--memory-cache <size>', "verified chunks this mount keeps in memory, e.g. 256M; 'auto': 1/16 of the RAM, 64M-1G", 'auto')
     .option('--trust <key>', 'require a valid signature by this key (repeatable)', collect, [])
     .option('--writable <dir>', 'mount an overlayfs at the mountpoint: the flist below, DIR/upper and DIR/work on local disk')
-    .option('--trace <file>', 'record the order in which files are first opened, for `zos flist pack --prefetch`')
+    .option('--trace <file>', 'record which parts of which files are read, in order, for `zos flist pack --prefetch`')
     .option('--no-prefetch', "do not fetch the flist's prefetch list at mount")
     .option('--daemon', 'run in the background once mounted (stop it with `zos flist umount`)')
     .action(async (file: string, mountpoint: string, opts: Record<string, unknown>, cmd: Command) => {

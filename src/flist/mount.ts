@@ -4,8 +4,8 @@
 // timeouts and retries bound every fetch).
 //   open      → whole small files are fetched at once (one coalesced request)
 //   read      → the chunks the range covers; sequential readers get the next chunks fetched ahead
-//   mount     → the flist's prefetch list is fetched in order in the background
-//   trace     → the order in which files are first opened is recorded (for `pack --prefetch`)
+//   mount     → the chunks of the flist's prefetch list are fetched in order, a few requests ahead, in the background
+//   trace     → the parts of files read are recorded in the order first read (for `pack --prefetch`)
 import { writeFileSync, renameSync } from 'node:fs'
 import { zerr, ZosError, errorMessage } from '../core/errors.js'
 import { FuseError, mountFuse, type FuseMount, type MountOptions } from '../fuse/index.js'
@@ -13,6 +13,7 @@ import type { Attr, DirEntry, DirEntryPlus, DirAdder, Entry, FuseLogger, FuseOps
 import type { Store } from '../store/types.js'
 import type { DiskChunkCache } from './cache.js'
 import { ChunkFetcher, defaultMemoryBytes, type FetcherStats } from './fetch.js'
+import { formatPrefetchList, type PrefetchEntry } from './prefetch.js'
 import { FlistReader, type Inode, type TrustedKey } from './reader.js'
 import { ROOT_INO } from './schema.js'
 
@@ -34,7 +35,7 @@ export interface FlistMountOptions {
   smallFileBytes?: number
   /** Fetch the flist's prefetch list in the background at mount (default true). */
   prefetch?: boolean
-  /** Record the order of first opens and write it (one path per line) to this file at unmount. */
+  /** Record which chunk-aligned byte ranges of which files are read, in order, and write them to this file at unmount (prefetch.ts). */
   traceFile?: string
   logger?: FuseLogger
   fuse?: Omit<MountOptions, 'logger' | 'readOnly'>
@@ -57,6 +58,26 @@ const S_IFDIR = 0o040000
 const STREAM_SLACK = 4 * 1024 * 1024
 /** Chunks per read-ahead fetch (about 1 MiB: one store request). */
 const READ_AHEAD_BATCH = 16
+/** Chunks per prefetch fetch, and fetches in flight: enough to stay ahead of a program's page faults without
+ * taking every request slot (the store allows 8) from the reads that wait. */
+const PREFETCH_BATCH = 16
+const PREFETCH_PARALLEL = 3
+
+type FileExtent = { offset: number; end: number; chunk: number }
+
+/** Indexes of the first and last extents of `list` that overlap [offset, end) (end > offset, within the file). */
+function extentSpan(list: readonly FileExtent[], offset: number, end: number): [number, number] {
+  let lo = 0
+  let hi = list.length - 1
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1
+    if (list[mid]!.end <= offset) lo = mid + 1
+    else hi = mid
+  }
+  let last = lo
+  while (last + 1 < list.length && list[last + 1]!.offset < end) last++
+  return [lo, last]
+}
 
 export function attrOf(inode: Inode): Attr {
   return {
@@ -80,12 +101,13 @@ export class FlistFs implements FuseOps {
   readBytes = 0
   badChunks = 0
   cacheErrors = 0
-  private readonly extentCache = new Map<number, { offset: number; end: number; chunk: number }[]>()
+  private readonly extentCache = new Map<number, FileExtent[]>()
   /** Per file being read sequentially: where reads got to, how far ahead chunks were asked for, the window. */
   private readonly streams = new Map<number, { end: number; ahead: number; window: number }>()
-  private readonly traced = new Set<number>()
+  /** With a trace file: the chunks read, by file and index in the file, in the order first read. */
+  private readonly traced = new Map<number, Set<number>>()
+  private readonly traceOrder: { ino: number; index: number }[] = []
   private readonly lookedUp = new Map<number, { parent: number; name: string }>()
-  readonly trace: string[] = []
   private readonly readAhead: number
   private readonly smallFile: number
 
@@ -147,7 +169,7 @@ export class FlistFs implements FuseOps {
     return node.target ?? Buffer.alloc(0)
   }
 
-  private extents(ino: number): { offset: number; end: number; chunk: number }[] {
+  private extents(ino: number): FileExtent[] {
     let list = this.extentCache.get(ino)
     if (!list) {
       const raw = this.reader.extents(ino)
@@ -162,13 +184,7 @@ export class FlistFs implements FuseOps {
   async open(ino: bigint, flags: number): Promise<{ keepCache: boolean }> {
     const node = this.inode(ino)
     if ((flags & 3) !== 0) throw new FuseError('EROFS')
-    if (node.type === 'file') {
-      if (this.options.traceFile && !this.traced.has(node.ino)) {
-        this.traced.add(node.ino)
-        this.trace.push(this.tracePath(node.ino))
-      }
-      if (node.size > 0 && node.size <= this.smallFile) this.background(this.extents(node.ino).map((e) => e.chunk))
-    }
+    if (node.type === 'file' && node.size > 0 && node.size <= this.smallFile) this.background(this.extents(node.ino).map((e) => e.chunk))
     // Content never changes: the kernel may keep pages across opens.
     return { keepCache: true }
   }
@@ -185,17 +201,9 @@ export class FlistFs implements FuseOps {
     if (list.length === 0) return Buffer.alloc(0)
     const end = Math.min(offset + size, list[list.length - 1]!.end)
     if (offset >= end) return Buffer.alloc(0)
-    // Binary search for the first extent that ends after offset.
-    let lo = 0
-    let hi = list.length - 1
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1
-      if (list[mid]!.end <= offset) lo = mid + 1
-      else hi = mid
-    }
-    let last = lo
-    while (last + 1 < list.length && list[last + 1]!.offset < end) last++
+    const [lo, last] = extentSpan(list, offset, end)
     const wanted = list.slice(lo, last + 1)
+    if (this.options.traceFile) this.traceRead(n, lo, last)
     if (this.readAhead > 0) this.readAheadFor(n, list, offset, end, last)
     let plains: Buffer[]
     try {
@@ -213,12 +221,44 @@ export class FlistFs implements FuseOps {
     return wanted.map((e, i) => plains[i]!.subarray(Math.max(offset, e.offset) - e.offset, Math.min(end, e.end) - e.offset))
   }
 
+  private traceRead(ino: number, first: number, last: number): void {
+    let seen = this.traced.get(ino)
+    if (!seen) this.traced.set(ino, (seen = new Set()))
+    for (let index = first; index <= last; index++) {
+      if (seen.has(index)) continue
+      seen.add(index)
+      this.traceOrder.push({ ino, index })
+    }
+  }
+
+  /** The trace as a prefetch list: runs of chunks of one file read one after another become one range. */
+  traceList(): PrefetchEntry[] {
+    const out: PrefetchEntry[] = []
+    let run: { ino: number; first: number; last: number } | undefined
+    const flush = (): void => {
+      if (!run) return
+      const list = this.extents(run.ino)
+      const offset = list[run.first]!.offset
+      out.push({ path: this.tracePath(run.ino), range: { offset, length: list[run.last]!.end - offset } })
+    }
+    for (const { ino, index } of this.traceOrder) {
+      if (run && run.ino === ino && run.last + 1 === index) {
+        run.last = index
+        continue
+      }
+      flush()
+      run = { ino, first: index, last: index }
+    }
+    flush()
+    return out
+  }
+
   /**
    * Sequential read-ahead. The kernel sends a sequential reader's 1 MiB requests a few at a time and not always in
    * order, so a read near where the last one ended counts as sequential. Chunks are asked for in batches of
    * READ_AHEAD_BATCH (one coalesced store request each, several in flight) once half the window is used up.
    */
-  private readAheadFor(ino: number, list: { offset: number; end: number; chunk: number }[], offset: number, end: number, last: number): void {
+  private readAheadFor(ino: number, list: readonly FileExtent[], offset: number, end: number, last: number): void {
     const s = this.streams.get(ino)
     if (!s) {
       if (this.streams.size >= 1024) this.streams.delete(this.streams.keys().next().value!)
@@ -287,21 +327,42 @@ export class FlistFs implements FuseOps {
     return [...this.reader.xattrs(Number(ino)).keys()]
   }
 
-  /** Fetches the flist's prefetch list, in order, a few files at a time. */
-  async prefetchAll(signal: AbortSignal): Promise<void> {
-    const inos = this.reader.prefetch()
-    const batch: number[] = []
-    const flush = async (): Promise<void> => {
-      if (batch.length) await this.fetcher.fetch(batch.splice(0))
+  /** The chunks the prefetch list covers, in list order, each once. */
+  prefetchChunks(): number[] {
+    const chunks = new Set<number>()
+    for (const r of this.reader.prefetch()) {
+      const list = this.extents(r.ino)
+      const end = Math.min(r.offset + r.length, list.at(-1)?.end ?? 0)
+      if (r.offset >= end) continue
+      const [lo, last] = extentSpan(list, r.offset, end)
+      for (let i = lo; i <= last; i++) chunks.add(list[i]!.chunk)
     }
-    for (const ino of inos) {
-      if (signal.aborted) return
-      for (const e of this.extents(ino)) {
-        batch.push(e.chunk)
-        if (batch.length >= 64) await flush()
+    return [...chunks]
+  }
+
+  /**
+   * Fetches the prefetch list's chunks in order, PREFETCH_PARALLEL store calls of PREFETCH_BATCH chunks in flight:
+   * a program's start reads them in about this order, so they arrive ahead of its page faults.
+   */
+  async prefetchAll(signal: AbortSignal): Promise<void> {
+    const chunks = this.prefetchChunks()
+    let next = 0
+    let failed: { err: unknown } | undefined
+    // A lane never rejects: the first failure stops every lane, and this settles only once none is fetching
+    // (unmount waits for it before closing the reader).
+    const lane = async (): Promise<void> => {
+      while (next < chunks.length && !signal.aborted && !failed) {
+        const batch = chunks.slice(next, next + PREFETCH_BATCH)
+        next += batch.length
+        try {
+          await this.fetcher.fetch(batch)
+        } catch (err) {
+          failed ??= { err }
+        }
       }
     }
-    await flush()
+    await Promise.all(Array.from({ length: PREFETCH_PARALLEL }, lane))
+    if (failed) throw failed.err
   }
 }
 
@@ -348,11 +409,13 @@ export async function mountFlist(flist: string, mountpoint: string, options: Fli
     ? Promise.resolve()
     : fs.prefetchAll(abort.signal).catch((err: unknown) => log.warn({ flist }, `prefetch stopped: ${errorMessage(err)}`))
   let unmounting: Promise<void> | undefined
+  // Once, while the reader is open: an unmount from outside closes the reader before unmount() is called.
   const finish = (): void => {
+    if (abort.signal.aborted) return
     abort.abort()
     if (options.traceFile) {
       const tmp = `${options.traceFile}.tmp-${process.pid}`
-      writeFileSync(tmp, fs.trace.map((p) => `/${p}`).join('\n') + (fs.trace.length ? '\n' : ''))
+      writeFileSync(tmp, formatPrefetchList(fs.traceList()))
       renameSync(tmp, options.traceFile)
     }
   }

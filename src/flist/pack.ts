@@ -13,7 +13,8 @@ import { ChunkPipeline, type FileState } from './pack-pipeline.js'
 import type { WorkerRequest, WorkerResponse } from './pack-worker.js'
 import { TAG_KEYS, TYPE_BITS, encodeDev, S_IFDIR, ROOT_INO } from './schema.js'
 import type { Source, SourceEntry } from './source/types.js'
-import { FlistWriter, type InodeAttrs } from './writer.js'
+import type { PrefetchEntry } from './prefetch.js'
+import { FlistWriter, type InodeAttrs, type PrefetchRow } from './writer.js'
 
 export interface PackOptions {
   source: Source
@@ -26,8 +27,8 @@ export interface PackOptions {
   encrypt?: boolean | Buffer
   signers?: readonly KeyPair[]
   tags?: Readonly<Record<string, string>>
-  /** Paths (relative to the root) to fetch first at mount, in order. */
-  prefetch?: readonly string[]
+  /** Paths (whole files) or entries with byte ranges to fetch first at mount, in order (see prefetch.ts). */
+  prefetch?: readonly (string | PrefetchEntry)[]
   /** Use delta compression against earlier versions found through the store's path hints (default true). */
   delta?: boolean
   workers?: number
@@ -81,6 +82,20 @@ export function validateName(name: string, path: string): void {
 function splitPath(path: string): { parent: string; name: string } {
   const i = path.lastIndexOf('/')
   return i < 0 ? { parent: '', name: path } : { parent: path.slice(0, i), name: path.slice(i + 1) }
+}
+
+/** A prefetch entry as a row: the path must be in the tree, a range inside a regular file. */
+function prefetchRow(writer: FlistWriter, e: PrefetchEntry): PrefetchRow {
+  const ino = writer.resolvePath(e.path.replace(/^\/+/, ''))
+  if (ino === undefined) throw zerr('INVALID_ARGUMENT', `prefetch list names ${e.path}, which is not in the tree`, { path: e.path })
+  if (!e.range) return { ino }
+  const size = writer.regularFileSize(ino)
+  const { offset, length } = e.range
+  if (size === undefined) throw zerr('INVALID_ARGUMENT', `prefetch list gives a byte range of ${e.path}, which is not a regular file`, { path: e.path })
+  if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length > 0 && offset + length <= size)) {
+    throw zerr('INVALID_ARGUMENT', `prefetch list range ${offset}+${length} of ${e.path} is not inside the file (${size} bytes)`, { path: e.path })
+  }
+  return { ino, range: { offset, length } }
 }
 
 export async function pack(options: PackOptions): Promise<PackResult> {
@@ -339,14 +354,7 @@ export async function pack(options: PackOptions): Promise<PackResult> {
       set(TAG_KEYS.labels, config.labels)
     }
     for (const [k, v] of Object.entries(options.tags ?? {})) writer.setTag(k, v)
-    if (options.prefetch?.length) {
-      const inos = options.prefetch.map((p) => {
-        const ino = writer.resolvePath(p.replace(/^\/+/, ''))
-        if (ino === undefined) throw zerr('INVALID_ARGUMENT', `prefetch list names ${p}, which is not in the tree`, { path: p })
-        return ino
-      })
-      writer.setPrefetch(inos)
-    }
+    if (options.prefetch?.length) writer.setPrefetch(options.prefetch.map((e) => prefetchRow(writer, typeof e === 'string' ? { path: e } : e)))
     result.root = (await writer.finish(options.signers ?? [])).toString('hex')
     if (useDelta) await store.setPathHints(hints)
   } catch (err) {

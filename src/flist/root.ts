@@ -6,7 +6,7 @@
 // the largest part of opening an flist (and so of every mount's start).
 import { createHash, type Hash } from 'node:crypto'
 import type Database from 'better-sqlite3'
-import { ROOT_DOMAIN, ROOT_QUERIES } from './schema.js'
+import { ROOT_DOMAIN, rootQueries } from './schema.js'
 
 const BUFFER_BYTES = 64 * 1024
 /** Room always left for one fixed-size item: a tag byte and an int64 or a length. */
@@ -70,12 +70,13 @@ class RootStream {
   }
 }
 
-export function computeRoot(db: Database.Database): Buffer {
+/** The root hash of the metadata in `db`, a flist of format `version` (docs/flist-format.md §5). */
+export function computeRoot(db: Database.Database, version: number): Buffer {
   const h = createHash('sha256')
   const out = new RootStream(h)
   out.bytes(Buffer.from(ROOT_DOMAIN))
   out.byte(0)
-  for (const query of ROOT_QUERIES) {
+  for (const query of rootQueries(version)) {
     out.byte(0x54) // 'T'
     out.value(query.name)
     const stmt = db.prepare(query.sql).raw(true).safeIntegers(true)

@@ -3,7 +3,10 @@
 // root hash covers is listed, in hashing order, in ROOT_TABLES.
 
 export const FORMAT_NAME = 'zos-flist'
-export const FORMAT_VERSION = 1
+/** The newest version this code reads. Writers write version 1 unless the prefetch list has byte ranges. */
+export const FORMAT_VERSION = 2
+/** Version 2 = version 1 with a prefetch list of byte ranges (PREFETCH_RANGES_SQL) instead of whole files. */
+export const PREFETCH_RANGES_VERSION = 2
 /** SQLite application_id: ASCII "zosF". Lets `file`-style sniffers and our reader tell an flist from other databases. */
 export const APPLICATION_ID = 0x7a6f7346
 
@@ -42,6 +45,12 @@ CREATE TABLE seal (root BLOB NOT NULL) STRICT;
 CREATE TABLE signature (pubkey BLOB PRIMARY KEY, sig BLOB NOT NULL) STRICT, WITHOUT ROWID;
 `
 
+/** The prefetch table of version 2: byte ranges of regular files, in the order a traced workload read them. */
+export const PREFETCH_RANGES_SQL = `
+DROP TABLE prefetch;
+CREATE TABLE prefetch (seq INTEGER PRIMARY KEY, ino INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL) STRICT;
+`
+
 /**
  * What the root hash covers, in hashing order: the tree and its content, by chunk hash. Where chunks are
  * stored (pack, offset, codec, delta base) is deliberately left out: every fetched chunk is checked against
@@ -58,6 +67,12 @@ export const ROOT_QUERIES: ReadonlyArray<{ name: string; sql: string }> = [
   { name: 'tag', sql: 'SELECT key, value FROM tag ORDER BY key' },
   { name: 'prefetch', sql: 'SELECT seq, ino FROM prefetch ORDER BY seq' },
 ]
+
+/** What the root hash covers in a flist of `version`: version 2 hashes the prefetch ranges too. */
+export function rootQueries(version: number): ReadonlyArray<{ name: string; sql: string }> {
+  if (version < PREFETCH_RANGES_VERSION) return ROOT_QUERIES
+  return ROOT_QUERIES.map((q) => (q.name === 'prefetch' ? { name: q.name, sql: 'SELECT seq, ino, offset, length FROM prefetch ORDER BY seq' } : q))
+}
 
 export const ROOT_DOMAIN = 'zos-flist-root-v1'
 export const SIGNATURE_DOMAIN = 'zos-flist-signature-v1'

@@ -7,7 +7,7 @@ import { zerr } from '../core/errors.js'
 import type { KeyPair } from '../core/keys.js'
 import type { ChunkerParams } from './chunker.js'
 import { computeRoot } from './root.js'
-import { APPLICATION_ID, FORMAT_NAME, FORMAT_VERSION, ROOT_INO, SCHEMA_SQL, SIGNATURE_DOMAIN, S_IFDIR } from './schema.js'
+import { APPLICATION_ID, FORMAT_NAME, PREFETCH_RANGES_SQL, PREFETCH_RANGES_VERSION, ROOT_INO, SCHEMA_SQL, SIGNATURE_DOMAIN, S_IFDIR, S_IFMT, S_IFREG } from './schema.js'
 
 export interface InodeAttrs {
   mode: number // with type bits
@@ -32,6 +32,15 @@ export interface ChunkRow {
   base?: number
 }
 
+/** One entry of a prefetch list: a whole file, or `length` bytes of it from `offset`. */
+export interface PrefetchRow {
+  ino: number
+  range?: { offset: number; length: number }
+}
+
+/** Format version 1, which every zos reads; 2 only for a prefetch list of byte ranges. */
+const BASE_VERSION = 1
+
 export interface WriterOptions {
   chunker: ChunkerParams
   encryptionKey?: Buffer
@@ -44,6 +53,7 @@ export class FlistWriter {
   private nextIno = ROOT_INO + 1
   private nextChunk = 1
   private done = false
+  private version = BASE_VERSION
   private readonly insInode: Database.Statement
   private readonly updInode: Database.Statement
   private readonly insDirent: Database.Statement
@@ -63,7 +73,7 @@ export class FlistWriter {
     this.db.exec('BEGIN')
     const meta = this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)')
     meta.run('format', FORMAT_NAME)
-    meta.run('version', String(FORMAT_VERSION))
+    meta.run('version', String(BASE_VERSION))
     meta.run('chunker', JSON.stringify(options.chunker))
     meta.run('encryption', options.encryptionKey ? 'aes-256-gcm' : 'none')
     if (options.encryptionKey) meta.run('encryption-key', options.encryptionKey.toString('hex'))
@@ -123,10 +133,35 @@ export class FlistWriter {
     this.db.prepare('INSERT OR REPLACE INTO tag (key, value) VALUES (?, ?)').run(key, value)
   }
 
-  setPrefetch(inos: readonly number[]): void {
-    const ins = this.db.prepare('INSERT INTO prefetch (seq, ino) VALUES (?, ?)')
+  /**
+   * Writes the prefetch list. A list of whole files keeps format version 1; one with byte ranges makes the file
+   * version 2, where every row is a range of a regular file (a whole file becomes 0..size; empty files and
+   * anything that is not a regular file are left out). The caller checks that ranges lie inside their files.
+   */
+  setPrefetch(rows: readonly PrefetchRow[]): void {
+    if (rows.some((r) => r.range) && this.version < PREFETCH_RANGES_VERSION) {
+      this.db.exec(PREFETCH_RANGES_SQL)
+      this.version = PREFETCH_RANGES_VERSION
+      this.db.prepare("UPDATE meta SET value = ? WHERE key = 'version'").run(String(this.version))
+    }
     this.db.prepare('DELETE FROM prefetch').run()
-    inos.forEach((ino, i) => ins.run(i, ino))
+    if (this.version < PREFETCH_RANGES_VERSION) {
+      const ins = this.db.prepare('INSERT INTO prefetch (seq, ino) VALUES (?, ?)')
+      rows.forEach((r, i) => ins.run(i, r.ino))
+      return
+    }
+    const ins = this.db.prepare('INSERT INTO prefetch (seq, ino, offset, length) VALUES (?, ?, ?, ?)')
+    let seq = 0
+    for (const r of rows) {
+      const range = r.range ?? { offset: 0, length: this.regularFileSize(r.ino) ?? 0 }
+      if (range.length > 0) ins.run(seq++, r.ino, range.offset, range.length)
+    }
+  }
+
+  /** The size of a regular file; undefined for anything else. */
+  regularFileSize(ino: number): number | undefined {
+    const row = this.db.prepare('SELECT mode, size FROM inode WHERE ino = ?').get(ino) as { mode: number; size: number } | undefined
+    return row && (row.mode & S_IFMT) === S_IFREG ? row.size : undefined
   }
 
   /** Looks up an inode by path (for prefetch lists); undefined if absent. */
@@ -151,7 +186,7 @@ export class FlistWriter {
       ELSE (SELECT count(*) FROM dirent d WHERE d.ino = inode.ino) END`)
     const dangling = db.prepare('SELECT count(*) AS n FROM extent e LEFT JOIN chunk c ON c.id = e.chunk WHERE c.id IS NULL').get() as { n: number }
     if (dangling.n > 0) throw zerr('INTERNAL', `flist writer: ${dangling.n} extents reference chunks that were never stored`)
-    const root = computeRoot(db)
+    const root = computeRoot(db, this.version)
     db.prepare('INSERT INTO seal (root) VALUES (?)').run(root)
     // secp256k1 is loaded only when something is signed: it costs tens of milliseconds at start.
     const { signDomain } = signers.length ? await import('../core/keys.js') : { signDomain: undefined }
@@ -160,7 +195,7 @@ export class FlistWriter {
     }
     db.exec('COMMIT')
     db.pragma(`application_id = ${APPLICATION_ID}`)
-    db.pragma(`user_version = ${FORMAT_VERSION}`)
+    db.pragma(`user_version = ${this.version}`)
     db.pragma('journal_mode = DELETE')
     db.close()
     const fd = openSync(this.tmp, 'r')

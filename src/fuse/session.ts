@@ -148,6 +148,8 @@ export class FuseSession {
       end: (code, err) => this.onReaderEnd(code, err),
       warn: (message, code) => this.log('warn', { err: message, code }, 'fuse: read from /dev/fuse failed; retrying'),
     })
+    // The reader thread starts now and boots while the mount is being made; it reads once start() is called.
+    this.reader.prepare()
   }
 
   /** Starts reading requests; call after mount(2) attached the fd (reads before that fail with EPERM). */
@@ -663,6 +665,7 @@ export class FuseSession {
    */
   closeUnstarted(): void {
     if (this.started || this.ended) return
+    this.reader.cancel()
     this.finish()
   }
 

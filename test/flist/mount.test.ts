@@ -16,6 +16,7 @@ import { mountFlist, type FlistMount } from '../../src/flist/mount.js'
 import { DiskChunkCache } from '../../src/flist/cache.js'
 import { mountOverlay, unmountRoot } from '../../src/flist/overlay.js'
 import { FlistReader } from '../../src/flist/reader.js'
+import { parsePrefetchList } from '../../src/flist/prefetch.js'
 
 const skip = !isRoot || !existsSync('/dev/fuse') ? 'needs root and /dev/fuse' : false
 
@@ -255,7 +256,7 @@ test('mount - two flists sharing chunks fetch each shared chunk once; the cache 
   assert.ok(onDisk <= 1024 * 1024, `cache files hold ${onDisk} bytes`)
 })
 
-test('mount - a trace of first opens becomes a prefetch list that the next mount fetches', { skip }, async (t) => {
+test('mount - a trace of the ranges read becomes a prefetch list that the next mount fetches, and nothing else', { skip }, async (t) => {
   const dir = await tempDir(t)
   await makeTree(join(dir, 'src'))
   const fl = await packDir(join(dir, 'src'), join(dir, 'tree.fl'), join(dir, 'store'))
@@ -263,16 +264,54 @@ test('mount - a trace of first opens becomes a prefetch list that the next mount
   t.after(() => store.close())
   await mkdir(join(dir, 'mnt'))
   const m = await mountFlist(fl, join(dir, 'mnt'), { store, prefetch: false, traceFile: join(dir, 'trace.txt') })
-  await ok('cat', [join(dir, 'mnt/etc/hostname'), join(dir, 'mnt/data/big.txt')])
+  await ok('cat', [join(dir, 'mnt/etc/hostname')])
+  // 4 KiB in the middle of a 3 MiB file: the kernel reads ahead a little, the trace names those chunks only.
+  await ok('dd', [`if=${join(dir, 'mnt/data/random.bin')}`, 'of=/dev/null', 'bs=4096', 'skip=512', 'count=1', 'status=none'])
   await m.unmount()
-  assert.deepEqual((await readFile(join(dir, 'trace.txt'), 'utf8')).trim().split('\n'), ['/etc/hostname', '/data/big.txt'])
+  const trace = parsePrefetchList(await readFile(join(dir, 'trace.txt'), 'utf8'))
+  assert.deepEqual(trace[0], { path: '/etc/hostname', range: { offset: 0, length: 4 } })
+  const size = 3 * 1024 * 1024
+  const ranges = trace.slice(1)
+  assert.ok(ranges.length >= 1 && ranges.every((e) => e.path === '/data/random.bin'), JSON.stringify(trace))
+  assert.ok(ranges.some((e) => e.range!.offset <= 2 * 1024 * 1024 && e.range!.offset + e.range!.length >= 2 * 1024 * 1024 + 4096), 'the range read is in')
+  const traced = ranges.reduce((n, e) => n + e.range!.length, 0)
+  assert.ok(traced < size / 2, `the trace names ${traced} of ${size} bytes`)
+
   const w = await openWritableStore(join(dir, 'store'))
-  await pack({ source: await openDir(join(dir, 'src')), output: join(dir, 'pre.fl'), store: w, prefetch: ['/etc/hostname', '/data/big.txt'] })
+  await pack({ source: await openDir(join(dir, 'src')), output: join(dir, 'pre.fl'), store: w, prefetch: trace })
   await w.close()
   const m2 = await withMount(t, await mountFlist(join(dir, 'pre.fl'), join(dir, 'mnt'), { store }))
   await m2.prefetched
-  const big = (await stat(join(dir, 'src/data/big.txt'))).size
-  assert.ok(m2.stats().fetchedBytes > 0 && m2.stats().fetchedBytes < big, 'the prefetch list was fetched')
+  assert.equal(m2.reader.version, 2)
+  // Exactly the traced chunks: the ranges are chunk-aligned.
+  assert.equal(m2.stats().fetchedPlainBytes, 4 + traced)
+  await m2.unmount()
+
+  // A list of whole files (format version 1) fetches them whole.
+  const w2 = await openWritableStore(join(dir, 'store'))
+  await pack({ source: await openDir(join(dir, 'src')), output: join(dir, 'files.fl'), store: w2, prefetch: ['/etc/hostname', '/data/big.txt'] })
+  await w2.close()
+  const m3 = await withMount(t, await mountFlist(join(dir, 'files.fl'), join(dir, 'mnt'), { store }))
+  await m3.prefetched
+  assert.equal(m3.stats().fetchedPlainBytes, 4 + (await stat(join(dir, 'src/data/big.txt'))).size)
+  await m3.unmount()
+
+  // A chunk of the list that fails verification stops the prefetch with a warning; the mount goes on.
+  const reader = FlistReader.open(join(dir, 'pre.fl'))
+  const [first] = reader.prefetch().filter((r) => r.ino === reader.resolve('data/random.bin').ino)
+  const chunk = reader.chunk(reader.extents(first!.ino).find((e) => e.offset >= first!.offset)!.chunk)
+  reader.close()
+  const packPath = join(dir, 'store', 'packs', chunk.pack.slice(0, 2), `${chunk.pack}.pack`)
+  const data = await readFile(packPath)
+  data[chunk.offset + 10]! ^= 0x80
+  await writeFile(packPath, data)
+  const warnings: string[] = []
+  const logger = { warn: (_o: Record<string, unknown>, msg: string) => warnings.push(msg), error: (_o: Record<string, unknown>, msg: string) => warnings.push(msg) }
+  const m4 = await withMount(t, await mountFlist(join(dir, 'pre.fl'), join(dir, 'mnt'), { store, logger }))
+  await m4.prefetched
+  assert.ok(warnings.some((w) => /prefetch stopped/.test(w)), warnings.join('\n'))
+  assert.ok(m4.stats().badChunks >= 1)
+  assert.equal(await ok('cat', [join(dir, 'mnt/etc/hostname')]), 'zos\n')
   await rm(join(dir, 'trace.txt'))
   await assert.rejects(unmountRoot(join(dir, 'nothing-here')), /nothing is mounted/)
 })

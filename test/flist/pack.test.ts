@@ -16,6 +16,7 @@ import { diff } from '../../src/flist/diff.js'
 import { openWritableStore, openStore } from '../../src/store/open.js'
 import { generateKey, parseTrust } from '../../src/core/keys.js'
 import { computeRoot } from '../../src/flist/root.js'
+import { formatPrefetchList, parsePrefetchList } from '../../src/flist/prefetch.js'
 import { ZosError } from '../../src/core/errors.js'
 
 const text = (n: number, seed: string): Buffer => {
@@ -58,6 +59,15 @@ function randomBytesSeeded(n: number, seed: number): Buffer {
     b[i] = x >>> 24
   }
   return b
+}
+
+/** A copy of flist `src` at `dst` with `sql` applied, re-sealed for format `reseal` when given. */
+async function editCopy(src: string, dst: string, sql: string, reseal?: number): Promise<void> {
+  await copyFile(src, dst)
+  const db = new Database(dst)
+  db.exec(sql)
+  if (reseal !== undefined) db.prepare('UPDATE seal SET root = ?').run(computeRoot(db, reseal))
+  db.close()
 }
 
 async function packTree(dir: string, specs: Spec[], name: string, extra: Partial<Parameters<typeof pack>[0]> = {}) {
@@ -145,18 +155,11 @@ test('pack - signatures: trusted, untrusted, and altered after signing', async (
   assert.throws(() => FlistReader.open(join(dir, 'signed.fl'), { trust: [otherTrust] }), (e: unknown) => ZosError.is(e) && e.code === 'UNTRUSTED_SIGNER')
   // An attacker edits a mode and re-seals, but cannot re-sign.
   const forged = join(dir, 'forged.fl')
-  await copyFile(join(dir, 'signed.fl'), forged)
-  const db = new Database(forged)
-  db.prepare('UPDATE inode SET mode = mode | 2048 WHERE ino = 2').run()
-  db.prepare('UPDATE seal SET root = ?').run(computeRoot(db))
-  db.close()
+  await editCopy(join(dir, 'signed.fl'), forged, 'UPDATE inode SET mode = mode | 2048 WHERE ino = 2', 1)
   assert.throws(() => FlistReader.open(forged, { trust: [{ describe: key.address, matches: (pk: Uint8Array) => Buffer.from(pk).equals(key.publicKey) }] }), (e: unknown) => ZosError.is(e) && e.code === 'SIGNATURE_INVALID')
   // Without re-sealing, the change is caught as corruption even for readers that trust no one.
   const edited = join(dir, 'edited.fl')
-  await copyFile(join(dir, 'signed.fl'), edited)
-  const db2 = new Database(edited)
-  db2.prepare('UPDATE inode SET uid = 7 WHERE ino = 2').run()
-  db2.close()
+  await editCopy(join(dir, 'signed.fl'), edited, 'UPDATE inode SET uid = 7 WHERE ino = 2')
   assert.throws(() => FlistReader.open(edited), (e: unknown) => ZosError.is(e) && e.code === 'FLIST_CORRUPT' && /root hash/.test(e.message))
 })
 
@@ -295,4 +298,64 @@ test('pack - the root is a content identity: same tree, other store, same root',
   assert.equal(r2.root, r1.root)
   const r3 = await packTree(b, tree(2), 'y.fl')
   assert.notEqual(r3.root, r1.root)
+})
+
+test('pack - a prefetch list of byte ranges makes a version 2 flist; whole files alone stay version 1', async (t) => {
+  const dir = await tempDir(t)
+  const list = parsePrefetchList('# traced\n1000+5000 /lib/big.txt\n/bin/tool\n/etc/empty\n/lib\n0+10 /lib/big.txt\n')
+  assert.deepEqual(list[0], { path: '/lib/big.txt', range: { offset: 1000, length: 5000 } })
+  assert.deepEqual(parsePrefetchList(formatPrefetchList(list)), list)
+  await packTree(dir, tree(1), 'ranges.fl', { prefetch: list })
+  const reader = FlistReader.open(join(dir, 'ranges.fl'))
+  t.after(() => reader.close())
+  assert.equal(reader.version, 2)
+  const big = reader.resolve('lib/big.txt').ino
+  const tool = reader.resolve('bin/tool')
+  // The whole file becomes 0..size; the empty file and the directory have nothing to fetch and are left out.
+  assert.deepEqual(reader.prefetch(), [
+    { ino: big, offset: 1000, length: 5000 },
+    { ino: tool.ino, offset: 0, length: tool.size },
+    { ino: big, offset: 0, length: 10 },
+  ])
+  const db = new Database(join(dir, 'ranges.fl'), { readonly: true })
+  assert.equal(db.pragma('user_version', { simple: true }), 2)
+  db.close()
+
+  await packTree(dir, tree(1), 'files.fl', { prefetch: ['/bin/tool', 'lib/big.txt'] })
+  const v1 = FlistReader.open(join(dir, 'files.fl'))
+  t.after(() => v1.close())
+  assert.equal(v1.version, 1)
+  assert.deepEqual(v1.prefetch(), [{ ino: tool.ino, offset: 0, length: tool.size }, { ino: big, offset: 0, length: 3_000_000 }])
+})
+
+test('pack - a prefetch range outside its file is refused, at pack and in a re-sealed flist', async (t) => {
+  const dir = await tempDir(t)
+  for (const [line, why] of [['2999999+2 /lib/big.txt', /not inside the file/], ['0+1 /lib', /not a regular file/], ['0+1 /nope', /not in the tree/]] as const) {
+    await assert.rejects(packTree(dir, tree(1), 'bad.fl', { prefetch: parsePrefetchList(line) }), (e: unknown) => ZosError.is(e) && e.code === 'INVALID_ARGUMENT' && why.test(e.message))
+  }
+  assert.deepEqual((await readdir(dir)).filter((n) => n.includes('bad.fl')), [], 'nothing written')
+  assert.throws(() => parsePrefetchList('5+0 /lib/big.txt'), (e: unknown) => ZosError.is(e) && e.code === 'INVALID_ARGUMENT' && /line 1/.test(e.message))
+  await packTree(dir, tree(1), 'ranges.fl', { prefetch: parsePrefetchList('0+10 /lib/big.txt') })
+  const forged = join(dir, 'forged.fl')
+  await editCopy(join(dir, 'ranges.fl'), forged, 'UPDATE prefetch SET length = 3000001', 2)
+  assert.throws(() => FlistReader.open(forged), (e: unknown) => ZosError.is(e) && e.code === 'FLIST_CORRUPT' && /prefetch range/.test(e.message))
+})
+
+test('pack - chunk rows with an unknown codec, an impossible size or a malformed pack name are refused', async (t) => {
+  const dir = await tempDir(t)
+  await packTree(dir, tree(1), 'good.fl')
+  // Where a chunk is stored is outside the root hash (docs/flist-format.md §5): these edits keep the seal valid.
+  const cases: [string, RegExp][] = [
+    ['UPDATE chunk SET codec = 7 WHERE id = 1', /unknown codec 7/],
+    ['UPDATE chunk SET length = 0 WHERE id = 1', /impossible size or offset/],
+    ['UPDATE chunk SET offset = -1 WHERE id = 1', /impossible size or offset/],
+    ["UPDATE chunk SET pack = upper(pack) WHERE id = 1", /malformed id or pack name/],
+    ["UPDATE chunk SET pack = substr(pack, 2) WHERE id = 1", /malformed id or pack name/],
+  ]
+  for (const [sql, why] of cases) {
+    const file = join(dir, 'edited.fl')
+    await editCopy(join(dir, 'good.fl'), file, sql)
+    assert.throws(() => FlistReader.open(file), (e: unknown) => ZosError.is(e) && e.code === 'FLIST_CORRUPT' && why.test(e.message), sql)
+  }
+  FlistReader.open(join(dir, 'good.fl')).close()
 })
