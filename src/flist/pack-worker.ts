@@ -67,6 +67,8 @@ export interface EncodeRequest {
   bases?: { data: Uint8Array; chunks: BaseChunk[] }
   /** When the encoded chunks add up to at least this many bytes, return them as one finished pack. */
   packMin: number
+  /** Where to write the encoded chunks (returned as `data`), if large enough. */
+  out: Uint8Array
 }
 /**
  * The encoded chunks, back to back in one buffer. When they add up to at least `packMin` bytes the buffer is a
@@ -173,7 +175,8 @@ function handle(req: WorkerRequest): { value: WorkerResponse; transfer: ArrayBuf
   }
   const key = req.key ? Buffer.from(req.key) : undefined
   const bases = decodeBases(req.bases, key)
-  const out = Buffer.allocUnsafeSlow(req.items.reduce((n, item) => n + encodeBound(item.length), 0))
+  const need = req.items.reduce((n, item) => n + encodeBound(item.length), 0)
+  const out = req.out.byteLength >= need ? Buffer.from(req.out.buffer, req.out.byteOffset, req.out.byteLength) : Buffer.allocUnsafeSlow(need)
   let offset = 0
   const blobs = req.items.map((item) => {
     const plain = req.data.subarray(item.offset, item.offset + item.length)
@@ -183,7 +186,7 @@ function handle(req: WorkerRequest): { value: WorkerResponse; transfer: ArrayBuf
   })
   const data = out.subarray(0, offset)
   const id = offset >= req.packMin ? createHash('sha256').update(data).digest('hex') : undefined
-  return { value: { source: req.data, data, blobs, ...(id ? { id } : {}) }, transfer: [req.data.buffer as ArrayBuffer, out.buffer] }
+  return { value: { source: req.data, data, blobs, ...(id ? { id } : {}) }, transfer: [req.data.buffer as ArrayBuffer, out.buffer as ArrayBuffer] }
 }
 
 parentPort?.on('message', (req: WorkerRequest) => {

@@ -58,7 +58,7 @@ export interface PackResult {
   seconds: number
 }
 
-const SEGMENT = 8 * 1024 * 1024
+const SEGMENT = 4 * 1024 * 1024
 /** Files up to this size are packed in batches of up to BATCH_FILES files or SEGMENT bytes. */
 const BATCH_FILE_MAX = 1024 * 1024
 const BATCH_FILES = 256
@@ -99,7 +99,9 @@ export async function pack(options: PackOptions): Promise<PackResult> {
     pool, store, writer, chunker, level, key, delta: useDelta, packSize: options.packSize ?? DEFAULT_PACK_SIZE,
     bufferSize: SEGMENT + Math.max(chunker.max, BATCH_FILE_MAX),
   })
-  const memory = new Semaphore(Math.max(4, pool.size * 3) * SEGMENT)
+  // Each task holds one batch buffer at a time: bounding the tasks bounds the buffers, which are reused (fresh
+  // memory costs a page fault per 4 KiB), to two per worker and the one being filled.
+  const running = new Semaphore(pool.size * 2 + 1)
 
   const result: PackResult = {
     root: '', output: options.output, files: 0, dirs: 0, symlinks: 0, specials: 0, hardlinks: 0, bytes: 0,
@@ -185,14 +187,14 @@ export async function pack(options: PackOptions): Promise<PackResult> {
     for (const x of files) progress(x.entry.size, x.entry.path)
   }
 
-  function run(weight: number, job: () => Promise<void>): void {
-    const task = memory
-      .acquire(weight)
+  function run(job: () => Promise<void>): void {
+    const task = running
+      .acquire()
       .then(() => (firstError ? undefined : job()))
       .catch((err: unknown) => {
         firstError ??= err
       })
-      .finally(() => memory.release(weight))
+      .finally(() => running.release())
     tasks.add(task)
     void task.finally(() => tasks.delete(task))
   }
@@ -200,7 +202,7 @@ export async function pack(options: PackOptions): Promise<PackResult> {
   function flushBatch(): void {
     if (batch.length === 0) return
     const files = batch
-    run(batchBytes, () => packBatch(files))
+    run(() => packBatch(files))
     batch = []
     batchBytes = 0
   }
@@ -212,7 +214,7 @@ export async function pack(options: PackOptions): Promise<PackResult> {
       if (batchBytes >= SEGMENT || batch.length >= BATCH_FILES) flushBatch()
       return
     }
-    run(Math.min(entry.size, SEGMENT) + chunker.max, () => packLargeFile(ino, entry))
+    run(() => packLargeFile(ino, entry))
   }
 
   function attrsOf(entry: SourceEntry): InodeAttrs {
