@@ -2,14 +2,16 @@
 //   entries ──► FlistWriter (inodes, names, xattrs)
 //   file content ──► ChunkPipeline (pack-pipeline.ts): small files in batches, large ones segment by segment
 import { randomBytes } from 'node:crypto'
-import { availableParallelism } from 'node:os'
 import { zerr, ZosError } from '../core/errors.js'
 import type { KeyPair } from '../core/keys.js'
 import { Semaphore } from '../core/semaphore.js'
-import { WorkerPool, siblingModule } from '../core/worker-pool.js'
+import type { WorkerPool } from '../core/worker-pool.js'
 import type { WritableStore } from '../store/types.js'
 import { DEFAULT_CHUNKER, validateChunkerParams, type ChunkerParams } from './chunker.js'
 import { ChunkPipeline, type FileState } from './pack-pipeline.js'
+import { createPackPool } from './pack-pool.js'
+
+export { createPackPool }
 import type { WorkerRequest, WorkerResponse } from './pack-worker.js'
 import { TAG_KEYS, TYPE_BITS, encodeDev, S_IFDIR, ROOT_INO } from './schema.js'
 import type { Source, SourceEntry } from './source/types.js'
@@ -64,11 +66,6 @@ const BATCH_FILE_MAX = 1024 * 1024
 const BATCH_FILES = 256
 const DEFAULT_PACK_SIZE = 4 * 1024 * 1024
 const MAX_NAME_BYTES = 255
-
-/** Starts the worker threads that chunk, hash and encode (a few tens of milliseconds: start early). */
-export function createPackPool(workers: number = availableParallelism()): WorkerPool<WorkerRequest, WorkerResponse> {
-  return new WorkerPool<WorkerRequest, WorkerResponse>(siblingModule(import.meta.url, 'pack-worker'), workers)
-}
 
 export function validateName(name: string, path: string): void {
   if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
