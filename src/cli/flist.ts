@@ -143,6 +143,7 @@ export function registerFlist(program: Command): void {
         )
       } finally {
         progress.stop()
+        await pool.close()
         await store.close()
       }
       // Written, synced and closed: exit now rather than drain the event loop first (20–40 ms here).
