@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // The zos CLI: a thin shell over the typed APIs. Each command group lives in its own file and imports its
 // subsystem lazily inside actions, so `zos --help` stays fast. Errors are caught once, here.
-import { Command, CommanderError } from 'commander'
+import type { Command as CommandType } from 'commander'
 import { ZosError, errorMessage } from '../core/errors.js'
 import { applyGridContext } from '../grid/context.js'
+import { prestart } from './prestart.js'
 
 const [major] = process.versions.node.split('.').map(Number)
 if ((major ?? 0) < 20) {
@@ -11,7 +12,11 @@ if ((major ?? 0) < 20) {
   process.exit(1)
 }
 
-type Register = (program: Command) => void
+// Before commander and the command modules load (see prestart.ts).
+await prestart(process.argv.slice(2))
+const { Command, CommanderError } = await import('commander')
+
+type Register = (program: CommandType) => void
 
 /**
  * Command groups, each in its own module, in help order. Only the group being run is imported: a
@@ -41,7 +46,7 @@ const GROUPS: Record<string, () => Promise<Register>> = {
  * The program with the command group named in `argv` (only that group's module is loaded: `zos flist pack`
  * does not load the ledger's), or with every group for help, the version and unknown commands.
  */
-export async function buildProgram(argv: readonly string[] = process.argv): Promise<Command> {
+export async function buildProgram(argv: readonly string[] = process.argv): Promise<CommandType> {
   const program = new Command('zos')
     .description('Zero-OS in TypeScript: verified flists, signed IT contracts, stateless nodes')
     .version('0.1.0')

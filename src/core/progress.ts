@@ -1,6 +1,9 @@
 // Progress bars for long operations: drawn on stderr only when it is a terminal and --json is off,
 // so scripts and CI logs stay clean.
-import cliProgress from 'cli-progress'
+import { createRequire } from 'node:module'
+
+// cli-progress takes ~20 ms to load: only when a bar is drawn (scripts and benchmarks run without a terminal).
+const load = (): typeof import('cli-progress') => createRequire(import.meta.url)('cli-progress') as typeof import('cli-progress')
 
 export interface Progress {
   /** Sets the total (e.g. bytes to process) once it is known. */
@@ -17,6 +20,7 @@ export function createProgress(label: string, options: { enabled?: boolean; unit
   const enabled = (options.enabled ?? true) && process.stderr.isTTY === true
   if (!enabled) return silent
   const bytes = (options.unit ?? 'bytes') === 'bytes'
+  const cliProgress = load()
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,

@@ -75,7 +75,7 @@ export class WorkerPool<Req, Res> {
 
   private dispatch(): void {
     for (const slot of this.slots) {
-      if (this.queue.length === 0) return
+      if (this.queue.length === 0) break
       if (slot.task) continue
       const task = this.queue.shift()!
       slot.task = task

@@ -7,7 +7,7 @@
 // sid = HMAC-SHA256(K, "zos-chunk-id-v1" || sha256(plaintext)).
 // Decoding always ends with sha256(plaintext) == chunk hash: bytes that do not match are never returned.
 import { createCipheriv, createDecipheriv, createHmac, hash, randomBytes } from 'node:crypto'
-import { Decompressor } from 'zstd-napi'
+// The binding alone: zstd-napi's index adds stream classes that take longer to load than the binding.
 import zstd from 'zstd-napi/binding.js'
 import { storeId } from './chunks.js'
 
@@ -125,7 +125,8 @@ export function encodeChunk(plain: Uint8Array, sid: string, options: EncodeOptio
   return { codec, data: out.subarray(0, length) }
 }
 
-const decompressor = new Decompressor()
+const plainContext = new zstd.DCtx()
+const deltaContext = new zstd.DCtx()
 
 export class ChunkDecodeError extends Error {
   constructor(
@@ -169,6 +170,12 @@ export interface DecodeInput {
   base?: Uint8Array
 }
 
+/** Decompresses into exactly `size` bytes (the size the frame declares, checked by the caller); more is an error. */
+function decompress(dctx: InstanceType<typeof zstd.DCtx>, data: Uint8Array, size: number): Buffer {
+  const out = Buffer.allocUnsafe(size)
+  return out.subarray(0, dctx.decompress(out, data))
+}
+
 /** Decodes and verifies a chunk; throws ChunkDecodeError when anything does not match. */
 export function decodeChunk(input: DecodeInput): Buffer {
   let data: Uint8Array = input.data
@@ -194,13 +201,12 @@ export function decodeChunk(input: DecodeInput): Buffer {
         plain = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
         break
       case CODEC_ZSTD:
-        plain = decompressor.decompress(data)
+        plain = decompress(plainContext, data, input.size)
         break
       case CODEC_ZSTD_DELTA: {
         if (!input.base) throw new ChunkDecodeError('delta chunk decoded without its base', 'codec')
-        const d = new Decompressor()
-        d.loadDictionary(input.base)
-        plain = d.decompress(data)
+        deltaContext.loadDictionary(input.base)
+        plain = decompress(deltaContext, data, input.size)
         break
       }
       default:

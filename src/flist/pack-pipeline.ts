@@ -8,7 +8,7 @@ import { zerr } from '../core/errors.js'
 import type { WorkerPool } from '../core/worker-pool.js'
 import type { ChunkLocation, WritableStore } from '../store/types.js'
 import type { ChunkerParams } from './chunker.js'
-import { CODEC_ZSTD_DELTA, ChunkDecodeError, decodeChunk, sha256, storeId } from './codec.js'
+import { CODEC_ZSTD_DELTA, ChunkDecodeError, decodeChunk, encodeBound, sha256, storeId } from './codec.js'
 import type { BaseChunk, ChunkPart, ChunkResponse, EncodeRequest, EncodeResponse, LocalRead, WorkerRequest, WorkerResponse } from './pack-worker.js'
 import type { FlistWriter } from './writer.js'
 
@@ -49,12 +49,15 @@ interface PendingBlob {
   codec: number
   baseId?: number
   baseSid?: string
-  data: Uint8Array
 }
 
-/** Accumulates encoded chunks into packs and stores each pack once it reaches the target size. */
+/**
+ * Accumulates encoded chunks into packs and stores each pack once it reaches the target size. Small encodings
+ * are copied into a reused pack buffer (a fresh buffer per pack would cost its page faults).
+ */
 class PackBuilder {
-  private blobs: PendingBlob[] = []
+  private blobs: (PendingBlob & { offset: number; length: number })[] = []
+  private buffer: Buffer | undefined
   private bytes = 0
   private readonly inflight = new Set<Promise<void>>()
   packs = 0
@@ -64,38 +67,36 @@ class PackBuilder {
     private readonly store: WritableStore,
     private readonly writer: FlistWriter,
     private readonly target: number,
+    private readonly buffers: BufferRecycler,
   ) {}
 
-  add(blob: PendingBlob): void {
-    this.blobs.push(blob)
-    this.bytes += blob.data.length
+  add(blob: PendingBlob, data: Uint8Array): void {
+    if (this.buffer && this.bytes + data.length > this.buffer.length) this.flush()
+    this.buffer ??= this.buffers.take(Math.max(this.buffers.capacity, data.length))
+    this.buffer.set(data, this.bytes)
+    this.blobs.push({ ...blob, offset: this.bytes, length: data.length })
+    this.bytes += data.length
     if (this.bytes >= this.target) this.flush()
   }
 
   private flush(): void {
-    if (this.blobs.length === 0) return
+    const buffer = this.buffer
+    if (!buffer || this.blobs.length === 0) return
     const blobs = this.blobs
+    const data = buffer.subarray(0, this.bytes)
     this.blobs = []
+    this.buffer = undefined
     this.bytes = 0
-    const data = Buffer.concat(blobs.map((b) => b.data))
-    const pack = createHash('sha256').update(data).digest('hex')
-    let offset = 0
-    const locations: ChunkLocation[] = blobs.map((b) => {
-      const loc: ChunkLocation = { sid: b.sid, size: b.size, codec: b.codec, pack, offset, length: b.data.length, ...(b.baseSid ? { base: b.baseSid } : {}) }
-      offset += b.data.length
-      return loc
-    })
-    this.track(pack, data, blobs, locations)
+    this.track(createHash('sha256').update(data).digest('hex'), data, blobs, blobs)
   }
 
-  /** Stores a pack a worker already assembled and named. */
-  addPack(pack: string, data: Uint8Array, blobs: readonly Omit<PendingBlob, 'data'>[], offsets: readonly { offset: number; length: number }[]): void {
-    const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+  /** Stores a pack a worker already assembled and named (in a buffer of `buffers`, handed back once written). */
+  addPack(pack: string, data: Uint8Array, blobs: readonly PendingBlob[], offsets: readonly { offset: number; length: number }[]): void {
+    this.track(pack, Buffer.from(data.buffer, data.byteOffset, data.byteLength), blobs, offsets)
+  }
+
+  private track(pack: string, data: Buffer, blobs: readonly PendingBlob[], offsets: readonly { offset: number; length: number }[]): void {
     const locations: ChunkLocation[] = blobs.map((b, i) => ({ sid: b.sid, size: b.size, codec: b.codec, pack, offset: offsets[i]!.offset, length: offsets[i]!.length, ...(b.baseSid ? { base: b.baseSid } : {}) }))
-    this.track(pack, buf, blobs, locations)
-  }
-
-  private track(pack: string, data: Buffer, blobs: readonly Omit<PendingBlob, 'data'>[], locations: readonly ChunkLocation[]): void {
     // Named here (flush) or by a worker of this packer: the store need not hash the pack again.
     const p = this.store.putPack(pack, data, locations, { sha256: pack }).then(() => {
       this.packs++
@@ -105,8 +106,12 @@ class PackBuilder {
         this.writer.addChunk({ id: b.id, hash: b.hash, size: b.size, pack, offset: loc.offset, length: loc.length, codec: b.codec, base: b.baseId })
       })
     })
-    this.inflight.add(p)
-    void p.finally(() => this.inflight.delete(p)).catch(() => {})
+    const tracked = p.finally(() => {
+      this.inflight.delete(tracked)
+      this.buffers.give(data.buffer as ArrayBuffer)
+    })
+    this.inflight.add(tracked)
+    tracked.catch(() => {})
   }
 
   /** Waits until at most `max` packs are being written (back-pressure). */
@@ -121,9 +126,10 @@ class PackBuilder {
 }
 
 /**
- * Batch buffers, reused: a fresh 8 MiB buffer costs ~2,000 page faults (and the kernel zeroing each page) when
- * the worker first reads into it, more than the read itself. A buffer goes to a worker and comes back with
- * the answer (transferred both ways, never copied).
+ * Buffers, reused: touching fresh memory costs a page fault per 4 KiB (about 3 ms per MiB on the VMs we measure
+ * on: more than reading or compressing those bytes). Batch buffers go to a worker and come back with the answer,
+ * encode outputs come back with the encoded chunks and return once their pack is written (transferred both
+ * ways, never copied).
  */
 class BufferRecycler {
   private readonly free: ArrayBuffer[] = []
@@ -145,11 +151,21 @@ class BufferRecycler {
   }
 }
 
-/** One recycler per worker pool: a pool shared by several packs (`PackOptions.pool`) keeps its buffers warm. */
-const recyclers = new WeakMap<object, BufferRecycler>()
-function recyclerOf(pool: WorkerPool<WorkerRequest, WorkerResponse>, capacity: number): BufferRecycler {
+interface Recyclers {
+  /** Batch buffers: file bytes to chunk and encode. */
+  batches: BufferRecycler
+  /** Encoded chunks: encode outputs and packs being assembled. */
+  outputs: BufferRecycler
+}
+
+/** One set of recyclers per worker pool: a pool shared by several packs (`PackOptions.pool`) keeps its buffers warm. */
+const recyclers = new WeakMap<object, Recyclers>()
+function recyclersOf(pool: WorkerPool<WorkerRequest, WorkerResponse>, batch: number, output: number): Recyclers {
   let r = recyclers.get(pool)
-  if (!r || r.capacity !== capacity) recyclers.set(pool, (r = new BufferRecycler(capacity, pool.size * 2 + 2)))
+  if (!r || r.batches.capacity !== batch || r.outputs.capacity !== output) {
+    const keep = pool.size * 4 + 4
+    recyclers.set(pool, (r = { batches: new BufferRecycler(batch, keep), outputs: new BufferRecycler(output, keep) }))
+  }
   return r
 }
 
@@ -185,16 +201,18 @@ export class ChunkPipeline {
   readonly chunkIds = new Map<string, number>()
   private readonly packs: PackBuilder
   private readonly bases = new BufferLru(64 * 1024 * 1024)
-  private readonly buffers: BufferRecycler
+  private readonly buffers: Recyclers
 
   constructor(private readonly o: PipelineOptions) {
-    this.packs = new PackBuilder(o.store, o.writer, o.packSize)
-    this.buffers = recyclerOf(o.pool, o.bufferSize)
+    // Encodings of a full batch buffer fit in an output buffer, and so does a pack being assembled.
+    const output = Math.max(encodeBound(o.bufferSize) + (o.bufferSize >> 6), o.packSize + encodeBound(o.chunker.max))
+    this.buffers = recyclersOf(o.pool, o.bufferSize, output)
+    this.packs = new PackBuilder(o.store, o.writer, o.packSize, this.buffers.outputs)
   }
 
   /** A buffer for runBatch (which takes it over), of `size` bytes, not zero-filled. */
   takeBuffer(size: number): Buffer {
-    return this.buffers.take(size)
+    return this.buffers.batches.take(size)
   }
 
   get packCount(): number {
@@ -334,7 +352,7 @@ export class ChunkPipeline {
       f.fileOffset += r.consumed
     })
     if (items.length === 0) {
-      this.buffers.give(buf.buffer as ArrayBuffer)
+      this.buffers.batches.give(buf.buffer as ArrayBuffer)
       return
     }
     const bases = await this.readBases(items)
@@ -346,10 +364,12 @@ export class ChunkPipeline {
       ...(key ? { key: new Uint8Array(key) } : {}),
       ...(bases.chunks.length ? { bases: { data: bases.data, chunks: bases.chunks } } : {}),
       packMin: this.o.packSize / 2,
+      out: this.buffers.outputs.take(this.buffers.outputs.capacity),
     }
-    const enc = (await pool.run(encode, [buf.buffer as ArrayBuffer, ...(bases.chunks.length ? [bases.data.buffer as ArrayBuffer] : [])])) as EncodeResponse
-    this.buffers.give(enc.source.buffer as ArrayBuffer)
-    const describe = (i: number, codec: number): Omit<PendingBlob, 'data'> => {
+    const transfer = [buf.buffer as ArrayBuffer, encode.out.buffer as ArrayBuffer, ...(bases.chunks.length ? [bases.data.buffer as ArrayBuffer] : [])]
+    const enc = (await pool.run(encode, transfer)) as EncodeResponse
+    this.buffers.batches.give(enc.source.buffer as ArrayBuffer)
+    const describe = (i: number, codec: number): PendingBlob => {
       const item = items[i]!
       if (codec === CODEC_ZSTD_DELTA) this.stats.deltaChunks++
       this.stats.newChunks++
@@ -362,7 +382,8 @@ export class ChunkPipeline {
     if (enc.id !== undefined) {
       this.packs.addPack(enc.id, enc.data, blobs, enc.blobs)
     } else {
-      enc.blobs.forEach((b, i) => this.packs.add({ ...blobs[i]!, data: enc.data.subarray(b.offset, b.offset + b.length) }))
+      enc.blobs.forEach((b, i) => this.packs.add(blobs[i]!, enc.data.subarray(b.offset, b.offset + b.length)))
+      this.buffers.outputs.give(enc.data.buffer as ArrayBuffer)
     }
     await this.packs.settle(4)
   }

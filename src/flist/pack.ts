@@ -2,14 +2,16 @@
 //   entries ──► FlistWriter (inodes, names, xattrs)
 //   file content ──► ChunkPipeline (pack-pipeline.ts): small files in batches, large ones segment by segment
 import { randomBytes } from 'node:crypto'
-import { availableParallelism } from 'node:os'
 import { zerr, ZosError } from '../core/errors.js'
 import type { KeyPair } from '../core/keys.js'
 import { Semaphore } from '../core/semaphore.js'
-import { WorkerPool, siblingModule } from '../core/worker-pool.js'
+import type { WorkerPool } from '../core/worker-pool.js'
 import type { WritableStore } from '../store/types.js'
 import { DEFAULT_CHUNKER, validateChunkerParams, type ChunkerParams } from './chunker.js'
 import { ChunkPipeline, type FileState } from './pack-pipeline.js'
+import { createPackPool } from './pack-pool.js'
+
+export { createPackPool }
 import type { WorkerRequest, WorkerResponse } from './pack-worker.js'
 import { TAG_KEYS, TYPE_BITS, encodeDev, S_IFDIR, ROOT_INO } from './schema.js'
 import type { Source, SourceEntry } from './source/types.js'
@@ -59,17 +61,12 @@ export interface PackResult {
   seconds: number
 }
 
-const SEGMENT = 8 * 1024 * 1024
+const SEGMENT = 4 * 1024 * 1024
 /** Files up to this size are packed in batches of up to BATCH_FILES files or SEGMENT bytes. */
 const BATCH_FILE_MAX = 1024 * 1024
 const BATCH_FILES = 256
 const DEFAULT_PACK_SIZE = 4 * 1024 * 1024
 const MAX_NAME_BYTES = 255
-
-/** Starts the worker threads that chunk, hash and encode (a few tens of milliseconds: start early). */
-export function createPackPool(workers: number = availableParallelism()): WorkerPool<WorkerRequest, WorkerResponse> {
-  return new WorkerPool<WorkerRequest, WorkerResponse>(siblingModule(import.meta.url, 'pack-worker'), workers)
-}
 
 export function validateName(name: string, path: string): void {
   if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
@@ -114,7 +111,9 @@ export async function pack(options: PackOptions): Promise<PackResult> {
     pool, store, writer, chunker, level, key, delta: useDelta, packSize: options.packSize ?? DEFAULT_PACK_SIZE,
     bufferSize: SEGMENT + Math.max(chunker.max, BATCH_FILE_MAX),
   })
-  const memory = new Semaphore(Math.max(4, pool.size * 3) * SEGMENT)
+  // Each task holds one batch buffer at a time: bounding the tasks bounds the buffers, which are reused (fresh
+  // memory costs a page fault per 4 KiB), to two per worker and the one being filled.
+  const running = new Semaphore(pool.size * 2 + 1)
 
   const result: PackResult = {
     root: '', output: options.output, files: 0, dirs: 0, symlinks: 0, specials: 0, hardlinks: 0, bytes: 0,
@@ -200,14 +199,14 @@ export async function pack(options: PackOptions): Promise<PackResult> {
     for (const x of files) progress(x.entry.size, x.entry.path)
   }
 
-  function run(weight: number, job: () => Promise<void>): void {
-    const task = memory
-      .acquire(weight)
+  function run(job: () => Promise<void>): void {
+    const task = running
+      .acquire()
       .then(() => (firstError ? undefined : job()))
       .catch((err: unknown) => {
         firstError ??= err
       })
-      .finally(() => memory.release(weight))
+      .finally(() => running.release())
     tasks.add(task)
     void task.finally(() => tasks.delete(task))
   }
@@ -215,7 +214,7 @@ export async function pack(options: PackOptions): Promise<PackResult> {
   function flushBatch(): void {
     if (batch.length === 0) return
     const files = batch
-    run(batchBytes, () => packBatch(files))
+    run(() => packBatch(files))
     batch = []
     batchBytes = 0
   }
@@ -227,7 +226,7 @@ export async function pack(options: PackOptions): Promise<PackResult> {
       if (batchBytes >= SEGMENT || batch.length >= BATCH_FILES) flushBatch()
       return
     }
-    run(Math.min(entry.size, SEGMENT) + chunker.max, () => packLargeFile(ino, entry))
+    run(() => packLargeFile(ino, entry))
   }
 
   function attrsOf(entry: SourceEntry): InodeAttrs {

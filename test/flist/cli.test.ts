@@ -84,6 +84,17 @@ test('cli flist - pack, inspect, ls, cat, verify, diff, unpack with --json and e
   assert.equal((await zos(['flist', 'pack'])).code, 2, 'missing arguments are a usage error')
 })
 
+test('cli flist - pack refuses a bad --workers and writes nothing', async (t) => {
+  const dir = await tempDir(t)
+  await tree(join(dir, 'v1'), 1)
+  for (const n of ['0', 'abc', '2.5']) {
+    const r = await zos(['flist', 'pack', join(dir, 'v1'), '-o', join(dir, 'v1.fl'), '--store', join(dir, 'store'), '--workers', n, '--json'])
+    assert.equal(r.code, 2, `--workers ${n}: ${r.stderr}`)
+    assert.match(r.stderr, /pack workers must be an integer/)
+  }
+  await assert.rejects(stat(join(dir, 'v1.fl')))
+})
+
 test('cli flist - an unprivileged unpack of an flist with devices is refused and writes nothing', { skip: isRoot ? false : 'needs root to make the device and switch user' }, async (t) => {
   const dir = await tempDir(t)
   await chmod(dir, 0o777)

@@ -1,0 +1,52 @@
+// What the CLI starts before it loads: the argv peek of cli/prestart.ts, and the pack pool it hands over.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { packArguments } from '../../src/cli/prestart.js'
+import { ZosError } from '../../src/core/errors.js'
+import { createPackPool, prestartPackPool, takePackPool } from '../../src/flist/pack-pool.js'
+
+test('prestart - finds the source and --workers of `flist pack` wherever the options are', () => {
+  assert.deepEqual(packArguments(['flist', 'pack', 'dir', '-o', 'x.fl']), { source: 'dir' })
+  assert.deepEqual(packArguments(['--json', 'flist', 'pack', '-o', 'x.fl', '--store', 'dir:///s', 'dir']), { source: 'dir' })
+  assert.deepEqual(packArguments(['flist', 'pack', '--workers', '3', '--tag', 'a=b', '--level=5', 'src']), { source: 'src', workers: '3' })
+  assert.deepEqual(packArguments(['flist', 'pack', '--workers=1', '--encrypt', '--no-delta', '-']), { source: '-', workers: '1' })
+  assert.deepEqual(packArguments(['flist', 'pack', '-o', 'x.fl', '--', '-odd-name']), { source: '-odd-name' })
+  assert.deepEqual(packArguments(['flist', 'pack']), {})
+  assert.equal(packArguments(['flist', 'unpack', 'a.fl', 'dir']), undefined)
+  assert.equal(packArguments(['hub', 'push', 'dir']), undefined)
+  assert.equal(packArguments(['--json']), undefined)
+})
+
+test('prestart - takePackPool hands over the pool started early only when the worker count matches', async () => {
+  prestartPackPool(1)
+  const early = takePackPool(1)
+  assert.equal(early.size, 1)
+  assert.notEqual(takePackPool(1), early, 'a pool is handed over once')
+  prestartPackPool(1)
+  const other = takePackPool(2)
+  assert.equal(other.size, 2)
+  await Promise.all([early.close(), other.close()])
+})
+
+test('prestart - a bad worker count is refused with INVALID_ARGUMENT', () => {
+  for (const n of [0, -1, 1.5, Number.NaN, 100000]) {
+    assert.throws(() => createPackPool(n), (err: unknown) => ZosError.is(err) && err.code === 'INVALID_ARGUMENT', String(n))
+  }
+})
+
+test('prestart - a pool that ran tasks and was never closed does not keep the process alive', () => {
+  const fromSource = import.meta.url.endsWith('.ts')
+  const pool = fileURLToPath(new URL(`../../src/flist/pack-pool.${fromSource ? 'ts' : 'js'}`, import.meta.url))
+  const script = `import(${JSON.stringify(pool)}).then(async ({ createPackPool }) => {
+    const p = createPackPool(2)
+    const data = new Uint8Array(100000)
+    await Promise.all([0, 1, 2].map(() => p.run({ op: 'chunk', params: { algorithm: 'fastcdc-gear32-v1', min: 16384, avg: 65536, max: 262144 }, data: data.slice(), parts: [{ start: 0, length: 100000, final: true }] })))
+    console.log('done')
+  })`
+  const r = spawnSync(process.execPath, [...(fromSource ? ['--import', 'tsx'] : []), '-e', script], { encoding: 'utf8', timeout: 20000 })
+  assert.equal(r.signal, null, 'the process had to be killed: idle workers kept it alive')
+  assert.equal(r.status, 0, r.stderr)
+  assert.equal(r.stdout.trim(), 'done')
+})
