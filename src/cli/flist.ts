@@ -42,14 +42,9 @@ const FLIST_ARG = 'flist metadata file, or hub://[HOST:PORT/][NS/]NAME[:TAG]'
  * in the mount table before the flist's checks have passed (they overlap with mount(8)): appearing is not ready.
  */
 async function daemonize(mountpoint: string, cmd: Command): Promise<void> {
-  const [{ spawn }, fs, path, os] = await Promise.all([import('node:child_process'), import('node:fs'), import('node:path'), import('node:os')])
+  const [fs, path, ready, { takeMountDaemon }] = await Promise.all([import('node:fs'), import('node:path'), import('../flist/ready.js'), import('./mount-daemon.js')])
   const target = path.resolve(mountpoint)
-  const logFile = path.join(os.tmpdir(), `zos-mount-${process.pid}.log`)
-  const log = fs.openSync(logFile, 'w')
-  const args = process.argv.slice(1).filter((a) => a !== '--daemon')
-  const ready = await import('../flist/ready.js')
-  const child = spawn(process.execPath, args, { detached: true, ...ready.readyPipeOptions(log) })
-  fs.closeSync(log)
+  const { child, logFile } = takeMountDaemon()
   const outcome = await ready.awaitReady(child)
   if (outcome !== 'ready') {
     const out = fs.readFileSync(logFile, 'utf8').trim()

@@ -2,16 +2,18 @@
 // longer than loading commander and the command modules, so `zos flist pack` starts its pack workers first; the
 // getfattr helper of a directory source starts before them, while the process is smallest and has no other
 // threads (it is a fork of this process: see flist/source/xattrs.ts). This only peeks at argv: commander checks
-// everything later, and a wrong guess costs an unused start, nothing else.
+// everything later, and a wrong guess costs an unused start, nothing else. `zos flist mount --daemon` starts its
+// serving process first (cli/mount-daemon.ts).
 import { statSync } from 'node:fs'
 
-/** Options of `zos flist pack` that take a value (the value may be the next argument). */
+/** Options of `zos flist pack` and `zos flist mount` that take a value (the value may be the next argument). */
 const PACK_VALUE_OPTIONS = new Set(['-o', '--output', '-s', '--store', '--sign', '--level', '--tag', '--prefetch', '--workers'])
+const MOUNT_VALUE_OPTIONS = new Set(['-s', '--store', '--cache', '--cache-size', '--memory-cache', '--trust', '--writable', '--trace'])
 
-/** For `zos [--json] flist pack …`: its source argument and --workers value as given; undefined for other commands. */
-export function packArguments(args: readonly string[]): { source?: string; workers?: string } | undefined {
+/** The positional arguments and the options (last value wins; true when given without one) of a command line. */
+function scan(args: readonly string[], valueOptions: ReadonlySet<string>): { positional: string[]; options: Map<string, string | true> } {
   const positional: string[] = []
-  let workers: string | undefined
+  const options = new Map<string, string | true>()
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!
     if (a === '--') {
@@ -24,15 +26,32 @@ export function packArguments(args: readonly string[]): { source?: string; worke
     }
     const eq = a.indexOf('=')
     const name = eq > 0 ? a.slice(0, eq) : a
-    let value = eq > 0 ? a.slice(eq + 1) : undefined
-    if (value === undefined && PACK_VALUE_OPTIONS.has(name)) value = args[++i]
-    if (name === '--workers') workers = value
+    const value = eq > 0 ? a.slice(eq + 1) : valueOptions.has(name) ? args[++i] : undefined
+    options.set(name, value ?? true)
   }
+  return { positional, options }
+}
+
+/** For `zos [--json] flist pack …`: its source argument and --workers value as given; undefined for other commands. */
+export function packArguments(args: readonly string[]): { source?: string; workers?: string } | undefined {
+  const { positional, options } = scan(args, PACK_VALUE_OPTIONS)
   if (positional[0] !== 'flist' || positional[1] !== 'pack') return undefined
-  return { ...(positional[2] !== undefined ? { source: positional[2] } : {}), ...(workers !== undefined ? { workers } : {}) }
+  const workers = options.get('--workers')
+  return { ...(positional[2] !== undefined ? { source: positional[2] } : {}), ...(typeof workers === 'string' ? { workers } : {}) }
+}
+
+/** True for `zos [--json] flist mount FILE MOUNTPOINT … --daemon` (not asking for help). */
+export function isMountDaemon(args: readonly string[]): boolean {
+  const { positional, options } = scan(args, MOUNT_VALUE_OPTIONS)
+  return positional[0] === 'flist' && positional[1] === 'mount' && positional.length === 4 && options.get('--daemon') === true &&
+    !options.has('-h') && !options.has('--help')
 }
 
 export async function prestart(args: readonly string[]): Promise<void> {
+  if (isMountDaemon(args)) {
+    ;(await import('./mount-daemon.js')).prestartMountDaemon()
+    return
+  }
   const pack = packArguments(args)
   if (!pack) return
   if (pack.source !== undefined && pack.source !== '-' && statSync(pack.source, { throwIfNoEntry: false })?.isDirectory()) {

@@ -17,6 +17,8 @@ export function readyPipeOptions(out: number): { stdio: ['ignore', number, numbe
 /** Waits for the child's `ready` line; 'exited' when it ends first, 'timeout' after `timeoutMs`. */
 export async function awaitReady(child: ChildProcess, timeoutMs = 30_000): Promise<'ready' | 'exited' | 'timeout'> {
   const pipe = child.stdio[3] as Readable
+  // A child started early (cli/mount-daemon.ts) may have ended before anyone listened for its exit.
+  const ended = child.exitCode !== null || child.signalCode !== null
   const outcome = await new Promise<'ready' | 'exited' | 'timeout'>((resolve) => {
     let said = ''
     const timer = setTimeout(() => resolve('timeout'), timeoutMs)
@@ -30,6 +32,7 @@ export async function awaitReady(child: ChildProcess, timeoutMs = 30_000): Promi
       if (said.includes('ready\n')) done('ready')
     })
     pipe.on('error', () => {})
+    if (ended) setImmediate(() => done('exited'))
     child.on('exit', () => done('exited'))
     child.on('error', () => done('exited'))
   })

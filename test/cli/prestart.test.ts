@@ -2,8 +2,12 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { packArguments } from '../../src/cli/prestart.js'
+import { isMountDaemon, packArguments } from '../../src/cli/prestart.js'
 import { ZosError } from '../../src/core/errors.js'
 import { createPackPool, prestartPackPool, takePackPool } from '../../src/flist/pack-pool.js'
 
@@ -17,6 +21,17 @@ test('prestart - finds the source and --workers of `flist pack` wherever the opt
   assert.equal(packArguments(['flist', 'unpack', 'a.fl', 'dir']), undefined)
   assert.equal(packArguments(['hub', 'push', 'dir']), undefined)
   assert.equal(packArguments(['--json']), undefined)
+})
+
+test('prestart - recognises `flist mount … --daemon` only when the serving process is wanted', () => {
+  assert.equal(isMountDaemon(['flist', 'mount', 'a.fl', '/mnt', '--daemon']), true)
+  assert.equal(isMountDaemon(['--json', 'flist', 'mount', '--store', 'http://h', '--trust', 'k', 'a.fl', '/mnt', '--daemon']), true)
+  assert.equal(isMountDaemon(['flist', 'mount', '--cache=/c', 'a.fl', '/mnt', '--daemon', '--no-prefetch']), true)
+  assert.equal(isMountDaemon(['flist', 'mount', 'a.fl', '/mnt']), false, 'no --daemon')
+  assert.equal(isMountDaemon(['flist', 'mount', 'a.fl', '/mnt', '--daemon', '--help']), false, 'help')
+  assert.equal(isMountDaemon(['flist', 'mount', 'a.fl', '--daemon']), false, 'no mountpoint')
+  assert.equal(isMountDaemon(['flist', 'mount', 'a.fl', '/mnt', '--trace', '--daemon']), false, '--daemon is the trace file')
+  assert.equal(isMountDaemon(['flist', 'umount', '/mnt', '--daemon']), false)
 })
 
 test('prestart - takePackPool hands over the pool started early only when the worker count matches', async () => {
@@ -49,4 +64,42 @@ test('prestart - a pool that ran tasks and was never closed does not keep the pr
   assert.equal(r.signal, null, 'the process had to be killed: idle workers kept it alive')
   assert.equal(r.status, 0, r.stderr)
   assert.equal(r.stdout.trim(), 'done')
+})
+
+test('prestart - daemon mounts that fail (a bad option, a missing flist) say why at once and leave no serving process', async () => {
+  const fromSource = import.meta.url.endsWith('.ts')
+  const main = fileURLToPath(new URL(`../../src/cli/main.${fromSource ? 'ts' : 'js'}`, import.meta.url))
+  const dir = await mkdtemp(join(tmpdir(), 'zos-prestart-'))
+  try {
+    const mountpoint = join(dir, 'mnt')
+    const r = spawnSync(process.execPath, [...(fromSource ? ['--import', 'tsx'] : []), main, 'flist', 'mount', join(dir, 'a.fl'), mountpoint, '--daemon', '--no-such-option'], {
+      encoding: 'utf8',
+      timeout: 20000,
+    })
+    assert.equal(r.status, 2, r.stderr)
+    assert.match(r.stderr, /unknown option/)
+    const missing = spawnSync(process.execPath, [...(fromSource ? ['--import', 'tsx'] : []), main, 'flist', 'mount', join(dir, 'a.fl'), mountpoint, '--store', `dir://${dir}`, '--daemon'], {
+      encoding: 'utf8',
+      timeout: 20000,
+    })
+    assert.notEqual(missing.status, 0)
+    assert.match(missing.stderr, /does not exist/)
+    // The serving process was started before commander ran; it must be gone (it would mount what nobody asked for).
+    const deadline = Date.now() + 5000
+    let left: string[] = []
+    do {
+      left = (await readdir('/proc')).filter((p) => /^\d+$/.test(p)).filter((p) => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(mountpoint)
+        } catch {
+          return false
+        }
+      })
+      if (left.length === 0) break
+      await new Promise((done) => setTimeout(done, 100))
+    } while (Date.now() < deadline)
+    assert.deepEqual(left, [], 'serving processes left running')
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
 })
