@@ -37,12 +37,12 @@ export class WorkerPool<Req, Res> {
       ? new Worker(`import('tsx/esm/api').then((api) => { api.register(); return import(${JSON.stringify(moduleUrl.href)}) })`, { eval: true })
       : new Worker(moduleUrl)
     const slot: Slot = { worker }
-    slot.worker.on('message', (msg: { ok: boolean; value?: unknown; error?: string; code?: string }) => {
+    slot.worker.on('message', (msg: { ok: boolean; value?: unknown; error?: string; code?: string; details?: Record<string, unknown> }) => {
       const task = slot.task
       slot.task = undefined
       if (task) {
         if (msg.ok) task.resolve(msg.value)
-        else if (msg.code && msg.code in ERROR_CODES) task.reject(new ZosError(msg.code as ErrorCode, msg.error ?? 'worker failed'))
+        else if (msg.code && msg.code in ERROR_CODES) task.reject(new ZosError(msg.code as ErrorCode, msg.error ?? 'worker failed', msg.details ? { details: msg.details } : {}))
         else task.reject(new Error(msg.error ?? 'worker failed'))
       }
       this.dispatch()
