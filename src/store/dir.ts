@@ -264,6 +264,10 @@ export class DirStore implements WritableStore {
     }
   }
 
+  packFile(pack: string): string {
+    return packPath(this.root, pack)
+  }
+
   async lookupChunks(sids: readonly string[]): Promise<Map<string, ChunkLocation>> {
     const found = new Map<string, ChunkLocation>()
     const unique = [...new Set(sids)]
