@@ -30,6 +30,11 @@ export class WorkerPool<Req, Res> {
     return this.slots.length
   }
 
+  /** A worker died: every request from now on fails. */
+  get failed(): boolean {
+    return this.failure !== undefined
+  }
+
   private spawn(moduleUrl: URL): Slot {
     // Under tsx (development runs of the TypeScript sources) the worker registers the loader itself:
     // Node 20 does not carry --import hooks into worker threads.

@@ -184,7 +184,7 @@ export interface FlistCheck {
  * tell it each time more bytes are on file (`written`), then `end` returns the check (or throws CHUNK_TAMPERED,
  * INVALID_ARGUMENT). A failure found earlier shows in `failed` at once, so the upload can be refused without
  * reading the rest. Uploaded metadata files are opened and checked there too (`flist`). Requests run in order on
- * one worker, started on first use.
+ * one worker, started on first use (a second one for metadata files was not faster on the loaded 2-core VM).
  */
 export class PackChecks {
   private pool: WorkerPool<CheckRequest, unknown> | undefined
@@ -207,7 +207,10 @@ export class PackChecks {
   }
 
   private worker(): WorkerPool<CheckRequest, unknown> {
-    return (this.pool ??= new WorkerPool(siblingModule(import.meta.url, 'check-worker'), 1))
+    // A worker that died failed the uploads it was checking; later ones get a new one.
+    if (this.pool?.failed) void this.pool.close()
+    if (!this.pool || this.pool.failed) this.pool = new WorkerPool(siblingModule(import.meta.url, 'check-worker'), 1)
+    return this.pool
   }
 }
 
