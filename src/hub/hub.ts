@@ -74,6 +74,11 @@ export interface CommitRequest {
 }
 
 const VERIFY_BATCH = 256
+/** Pack bytes gathered before a write to the upload's temp file, and most bytes received but not yet written. */
+const WRITE_BATCH = 1024 * 1024
+const WRITE_AHEAD = 8 * 1024 * 1024
+/** Longest an flist upload waits for the packs it names that are still arriving. */
+const PACK_WAIT_MS = 120_000
 
 /** The flist's chunks against the hub's records (Hub.placeChunks). */
 interface Placement {
@@ -84,11 +89,6 @@ interface Placement {
   missing: ChunkInfo[]
   toVerify: ChunkInfo[]
 }
-/** Pack bytes gathered before a write to the upload's temp file, and most bytes received but not yet written. */
-const WRITE_BATCH = 1024 * 1024
-const WRITE_AHEAD = 8 * 1024 * 1024
-/** Longest an flist upload waits for the packs it names that are still arriving. */
-const PACK_WAIT_MS = 120_000
 
 export class Hub {
   readonly store: DirStore
@@ -99,9 +99,9 @@ export class Hub {
   private readonly quotaFor: ReadonlyMap<string, number>
   readonly gcGraceMs: number
   private closed = false
-  /** Pack uploads being received, by pack id: an flist that names one of them waits for it (see checkChunks). */
+  /** Pack uploads being received, by pack id: an flist that names one of them waits for it (see placeChunks). */
   private readonly arriving = new Map<string, Set<Promise<void>>>()
-  /** Checks pack uploads off this thread. */
+  /** Checks pack uploads and metadata files off this thread. */
   private readonly checks = new PackChecks()
 
   private constructor(readonly root: string, store: DirStore, db: HubDb, key: KeyPair, options: HubOptions) {
