@@ -178,6 +178,7 @@ export class HubClient {
           req.destroy(err)
           fail(err)
         })
+        req.on('close', () => stream.destroy()) // a refused upload: stop reading the file
         stream.pipe(req)
       }
       if (body === undefined) req.end()
