@@ -30,6 +30,11 @@ export class WorkerPool<Req, Res> {
     return this.slots.length
   }
 
+  /** A worker died: every request from now on fails. */
+  get failed(): boolean {
+    return this.failure !== undefined
+  }
+
   private spawn(moduleUrl: URL): Slot {
     // Under tsx (development runs of the TypeScript sources) the worker registers the loader itself:
     // Node 20 does not carry --import hooks into worker threads.
@@ -37,12 +42,12 @@ export class WorkerPool<Req, Res> {
       ? new Worker(`import('tsx/esm/api').then((api) => { api.register(); return import(${JSON.stringify(moduleUrl.href)}) })`, { eval: true })
       : new Worker(moduleUrl)
     const slot: Slot = { worker }
-    slot.worker.on('message', (msg: { ok: boolean; value?: unknown; error?: string; code?: string }) => {
+    slot.worker.on('message', (msg: { ok: boolean; value?: unknown; error?: string; code?: string; details?: Record<string, unknown> }) => {
       const task = slot.task
       slot.task = undefined
       if (task) {
         if (msg.ok) task.resolve(msg.value)
-        else if (msg.code && msg.code in ERROR_CODES) task.reject(new ZosError(msg.code as ErrorCode, msg.error ?? 'worker failed'))
+        else if (msg.code && msg.code in ERROR_CODES) task.reject(new ZosError(msg.code as ErrorCode, msg.error ?? 'worker failed', msg.details ? { details: msg.details } : {}))
         else task.reject(new Error(msg.error ?? 'worker failed'))
       }
       this.dispatch()

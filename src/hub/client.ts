@@ -25,8 +25,11 @@ export interface HubClientOptions {
   timeoutMs?: number
 }
 
-/** A body: bytes, bytes in parts (sent in order, never copied together), or a file (with its known hash). */
-type Body = Buffer | { parts: readonly Buffer[]; sha256: string } | { file: string; size: number; sha256: string }
+/**
+ * A body: bytes, bytes in parts (sent in order, never copied together, then the bytes of `file` if given), or a
+ * file (with its known hash).
+ */
+type Body = Buffer | { parts: readonly Buffer[]; file?: { path: string; size: number }; sha256: string } | { file: string; size: number; sha256: string }
 
 interface CallOptions {
   body?: Body
@@ -111,7 +114,7 @@ export class HubClient {
     if (options.json !== undefined) body = Buffer.from(JSON.stringify(options.json))
     const headers: Record<string, string | number> = { accept: 'application/json', ...options.headers }
     if (options.json !== undefined) headers['content-type'] = 'application/json'
-    if (body !== undefined) headers['content-length'] = Buffer.isBuffer(body) ? body.length : 'parts' in body ? body.parts.reduce((n, b) => n + b.length, 0) : body.size
+    if (body !== undefined) headers['content-length'] = Buffer.isBuffer(body) ? body.length : 'parts' in body ? body.parts.reduce((n, b) => n + b.length, body.file?.size ?? 0) : body.size
     if (options.auth) {
       const bodyHash = body === undefined ? EMPTY_BODY_HASH : Buffer.isBuffer(body) ? sha256Hex(body) : body.sha256
       headers.authorization = createToken(this.requireKey(), { method, path, bodyHash })
@@ -164,6 +167,20 @@ export class HubClient {
       req.on('error', (err) => {
         if (!responded) fail(err)
       })
+      const streamFile = (path: string, before: number): void => {
+        let sent = before
+        const stream = createReadStream(path, { highWaterMark: 1 << 20 })
+        stream.on('data', (d) => {
+          sent += d.length
+          options.onSent?.(sent)
+        })
+        stream.on('error', (err) => {
+          req.destroy(err)
+          fail(err)
+        })
+        req.on('close', () => stream.destroy()) // a refused upload: stop reading the file
+        stream.pipe(req)
+      }
       if (body === undefined) req.end()
       else if (Buffer.isBuffer(body) || 'parts' in body) {
         // In pieces, so that progress can be reported and back-pressure respected.
@@ -198,21 +215,12 @@ export class HubClient {
               return
             }
           }
-          req.end()
+          if (Buffer.isBuffer(body) || !body.file) req.end()
+          else streamFile(body.file.path, sent)
         }
         pump()
       } else {
-        let sent = 0
-        const stream = createReadStream(body.file)
-        stream.on('data', (d) => {
-          sent += d.length
-          options.onSent?.(sent)
-        })
-        stream.on('error', (err) => {
-          req.destroy(err)
-          fail(err)
-        })
-        stream.pipe(req)
+        streamFile(body.file, 0)
       }
     })
   }
@@ -266,15 +274,16 @@ export class HubClient {
   }
 
   /**
-   * Uploads a pack. `onStarted` is called once the request is on its way (on a connected socket): from then on
+   * Uploads a pack, held in memory or in a file (streamed from it). `onStarted` is called once the request is on its way (on a connected socket): from then on
    * the hub knows the pack is arriving, and an flist upload naming it waits for it.
    */
-  async putPack(id: string, entries: readonly PackEntry[], pack: Buffer, onSent?: (bytes: number) => void, onStarted?: () => void): Promise<PackAnswer> {
-    const parts = packBodyParts(entries, pack)
-    const head = parts[0]!.length + parts[1]!.length
+  async putPack(id: string, entries: readonly PackEntry[], pack: Buffer | { path: string; size: number }, onSent?: (bytes: number) => void, onStarted?: () => void): Promise<PackAnswer> {
+    const [length, index, bytes] = packBodyParts(entries, Buffer.isBuffer(pack) ? pack : Buffer.alloc(0))
+    const head = length.length + index.length
     // The token covers the length and index; the pack bytes are bound by the id in the path (wire.ts).
-    const sha256 = createHash('sha256').update(parts[0]!).update(parts[1]!).digest('hex')
-    const options: CallOptions = { body: { parts, sha256 }, auth: true, onSent: (n) => onSent?.(Math.max(0, n - head)), headers: { 'content-type': 'application/vnd.zos.pack' } }
+    const sha256 = createHash('sha256').update(length).update(index).digest('hex')
+    const body: Body = Buffer.isBuffer(pack) ? { parts: [length, index, bytes], sha256 } : { parts: [length, index], file: pack, sha256 }
+    const options: CallOptions = { body, auth: true, onSent: (n) => onSent?.(Math.max(0, n - head)), headers: { 'content-type': 'application/vnd.zos.pack' } }
     if (onStarted) options.onStarted = onStarted
     return parseAnswer(await this.call('PUT', `${API}/packs/${id}`, options), this.url)
   }

@@ -22,8 +22,8 @@ import { DirStore, packPath } from '../store/dir.js'
 import type { Identity } from './auth.js'
 import { HubDb, type ChunkLoc, type Version } from './db.js'
 import { checkDigest, checkName, checkTag, DEFAULT_TAG, normalizeNs } from './names.js'
-import { checkPackHash, PackVerifier } from './packs.js'
-import { MAX_INDEX_BYTES, parsePackIndex, type HubLocation, type MissingAnswer, type NameDetail, type NameSummary, type PackAnswer, type PushAnswer, type TagAnswer, type VersionInfo, type WhoAmI } from './wire.js'
+import { PackChecks, PackVerifier, verifyDeltas, type PackCheckJob } from './packs.js'
+import { MAX_INDEX_BYTES, parsePackIndex, type HubLocation, type PackEntry, type MissingAnswer, type NameDetail, type NameSummary, type PackAnswer, type PushAnswer, type TagAnswer, type VersionInfo, type WhoAmI } from './wire.js'
 
 export const GIB = 1024 ** 3
 export const MIB = 1024 ** 2
@@ -80,6 +80,16 @@ const WRITE_AHEAD = 8 * 1024 * 1024
 /** Longest an flist upload waits for the packs it names that are still arriving. */
 const PACK_WAIT_MS = 120_000
 
+/** The flist's chunks against the hub's records (Hub.placeChunks). */
+interface Placement {
+  chunks: ChunkInfo[]
+  byId: Map<number, ChunkInfo>
+  packIds: string[]
+  storedBytes: number
+  missing: ChunkInfo[]
+  toVerify: ChunkInfo[]
+}
+
 export class Hub {
   readonly store: DirStore
   readonly db: HubDb
@@ -89,8 +99,10 @@ export class Hub {
   private readonly quotaFor: ReadonlyMap<string, number>
   readonly gcGraceMs: number
   private closed = false
-  /** Pack uploads being received, by pack id: an flist that names one of them waits for it (see checkChunks). */
+  /** Pack uploads being received, by pack id: an flist that names one of them waits for it (see placeChunks). */
   private readonly arriving = new Map<string, Set<Promise<void>>>()
+  /** Checks pack uploads and metadata files off this thread. */
+  private readonly checks = new PackChecks()
 
   private constructor(readonly root: string, store: DirStore, db: HubDb, key: KeyPair, options: HubOptions) {
     this.store = store
@@ -129,6 +141,7 @@ export class Hub {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    await this.checks.close()
     await this.store.close()
     this.db.close()
   }
@@ -275,10 +288,11 @@ export class Hub {
 
   /**
    * Receives a pack upload (framed as in wire.ts) as it arrives: the frame head is checked with `checkHead` (the
-   * request token's body hash) before any pack byte is looked at; the pack bytes are hashed, written to a temp
-   * file and their chunks decoded as each one completes, so the hub holds one chunk in memory, not the pack, and
-   * the checks overlap the transfer. Only when everything holds (id, index, chunks, quota) is the file moved into
-   * the store; otherwise it is removed. `length` is the announced Content-Length (checked), `limit` the largest body.
+   * request token's body hash) before any pack byte is looked at; the pack bytes are written to a temp file, and
+   * the check worker (PackChecks) hashes them and decodes each chunk from that file as it is written, so the hub
+   * holds little of the pack in memory and neither the checks nor the hashing hold up this thread. Only when
+   * everything holds (id, index, chunks, quota) is the file moved into the store; otherwise it is removed.
+   * `length` is the announced Content-Length (checked), `limit` the largest body.
    */
   async receivePack(
     identity: Identity,
@@ -289,17 +303,18 @@ export class Hub {
     const tmp = join(this.tmpDir, `pack-${id}-${randomBytes(6).toString('hex')}.tmp`)
     const fh = await open(tmp, 'wx', 0o644)
     let kept = false
+    let check: PackCheckJob | undefined
     try {
       const headHash = createHash('sha256')
-      const packHash = createHash('sha256')
       let head: Buffer[] = []
       let headBytes = 0
       let indexEnd = -1 // 4 + index length, once known
-      let verifier: PackVerifier | undefined
+      let entries: PackEntry[] | undefined
       let received = 0
       let packBytes = 0
       // Pieces are gathered into batches written with one writev each, in the background: the body keeps flowing
-      // while a batch is written, up to WRITE_AHEAD bytes not yet on file.
+      // while a batch is written, up to WRITE_AHEAD bytes not yet on file. The worker checks each batch once it
+      // is on file.
       let pending: Buffer[] = []
       let pendingBytes = 0
       let writing: Promise<void> = Promise.resolve()
@@ -323,12 +338,12 @@ export class Hub {
             if (done < off + b.length) i-- // this buffer again
           }
           unwritten -= bytes
+          check!.written(at + bytes)
         })
         writing.catch(() => {}) // awaited below; a failure surfaces there
       }
       const takePack = async (piece: Buffer): Promise<void> => {
-        packHash.update(piece)
-        verifier!.push(piece)
+        if (check!.failed) throw check!.failed // a bad chunk: refuse without reading the rest
         pending.push(piece)
         pendingBytes += piece.length
         packBytes += piece.length
@@ -339,7 +354,7 @@ export class Hub {
         received += piece.length
         if (received > options.limit) throw zerr('HUB_TOO_LARGE', `pack ${id} is larger than this hub accepts (${options.limit} bytes)`, { limit: options.limit })
         if (options.length !== undefined && received > options.length) throw zerr('INVALID_ARGUMENT', `pack ${id} is longer than its Content-Length`)
-        if (verifier) {
+        if (check) {
           await takePack(piece)
           continue
         }
@@ -357,39 +372,38 @@ export class Hub {
         head = []
         headHash.update(all.subarray(0, indexEnd))
         options.checkHead(headHash.digest('hex'))
-        verifier = new PackVerifier(id, parsePackIndex(all.subarray(4, indexEnd)))
+        entries = parsePackIndex(all.subarray(4, indexEnd))
+        new PackVerifier(id, entries) // the index's own checks, before any pack byte is taken
+        check = this.checks.start(id, entries, tmp)
         // Bounds are checked once the pack is whole and hashed: a truncated upload is CHUNK_TAMPERED, as before.
         if (all.length > indexEnd) await takePack(all.subarray(indexEnd))
       }
       if (options.length !== undefined && received !== options.length) throw zerr('INVALID_ARGUMENT', `pack ${id} is truncated: ${received} of ${options.length} bytes arrived`)
-      if (!verifier) {
+      if (!check || !entries) {
         throw zerr('INVALID_ARGUMENT', indexEnd < 0 ? 'pack upload is shorter than its 4-byte index length' : `pack upload announces a ${indexEnd - 4}-byte index, but the body ends before it (truncated?)`)
       }
       flush()
       await writing
-      checkPackHash(id, packHash.digest('hex'))
-      const check = await verifier.finish(
-        packBytes,
-        async (offset, length) => {
-          const buf = Buffer.allocUnsafe(length)
-          await fh.read(buf, 0, length, offset)
-          return buf
-        },
-        (sid) => this.verifiedPlain(sid),
-      )
+      const result = await check.end(packBytes)
+      const read = async (offset: number, length: number): Promise<Buffer> => {
+        const buf = Buffer.allocUnsafe(length)
+        await fh.read(buf, 0, length, offset)
+        return buf
+      }
+      await verifyDeltas(id, entries, result, read, (sid) => this.verifiedPlain(sid))
       const had = this.db.packSize(id) !== undefined && (await this.store.statPack(id)) === packBytes
       if (!had) this.checkQuota(identity.ns, packBytes, `pack ${id}`)
-      await fh.close()
       await this.store.putPackFile(
         id,
         tmp,
-        check.locs.map((l) => ({ sid: l.sid, pack: id, offset: l.offset, length: l.length, size: l.size, codec: l.codec, ...(l.base ? { base: l.base } : {}) })),
-        { sha256: id },
+        result.locs.map((l) => ({ sid: l.sid, pack: id, offset: l.offset, length: l.length, size: l.size, codec: l.codec, ...(l.base ? { base: l.base } : {}) })),
+        { sha256: id, handle: fh },
       )
       kept = true
-      this.db.addPack(id, packBytes, identity.ns, check.locs)
-      return { pack: id, size: packBytes, chunks: verifier.entries.length, verified: check.verified, stored: !had, received }
+      this.db.addPack(id, packBytes, identity.ns, result.locs)
+      return { pack: id, size: packBytes, chunks: entries.length, verified: result.verified, stored: !had, received }
     } finally {
+      check?.drop()
       await fh.close().catch(() => {})
       if (!kept) await rm(tmp, { force: true })
     }
@@ -414,10 +428,18 @@ export class Hub {
       const name = checkName(req.name)
       const tag = checkTag(req.tag)
       checkDigest(req.digest)
-      reader = FlistReader.open(req.path)
-      const signers = this.checkSigners(reader, ns, who)
-      const { packs, verifiedNow, storedBytes } = await this.checkChunks(reader)
-      const summary = reader.summary()
+      // FlistReader.open's checks run in the check worker while this thread compares the chunk rows with the
+      // hub's and waits for the packs still arriving; their failures come first, as if they had run first.
+      const checking = this.checks.flist(req.path)
+      checking.catch(() => {}) // awaited below
+      reader = FlistReader.open(req.path, { deferVerify: true })
+      const placed = await this.placeChunks(reader).catch(async (err: unknown) => {
+        await checking
+        throw err
+      })
+      const { signers: found, summary } = await checking
+      const signers = this.checkSigners(found, ns, who)
+      const { packs, verifiedNow, storedBytes } = await this.verifyChunks(reader, placed)
       reader.close()
       reader = undefined
       const existing = this.db.versionByDigest(ns, name, req.digest)
@@ -447,8 +469,7 @@ export class Hub {
   }
 
   /** Signers of an upload: all valid, and one of them the namespace's twin, a signer it listed, or (conversions) the hub. */
-  private checkSigners(reader: FlistReader, ns: string, who: Committer): string[] {
-    const signers = reader.signers
+  private checkSigners(signers: readonly { address: string; valid: boolean }[], ns: string, who: Committer): string[] {
     if (signers.length === 0) throw zerr('UNTRUSTED_SIGNER', `${who.converted ? 'converted flist' : 'the flist'} is not signed: sign it with \`zos flist pack --sign KEY\` (zos hub push does)`)
     const bad = signers.find((s) => !s.valid)
     if (bad) throw zerr('SIGNATURE_INVALID', `the signature by ${bad.address} does not verify: the flist was altered after signing`, { signer: bad.address })
@@ -462,10 +483,10 @@ export class Hub {
   }
 
   /**
-   * Every chunk the flist names must be on the hub, at the place it says, and verified: chunks the hub could not
-   * decode at pack upload (encrypted, or a delta sent before its base) are decoded now with what the flist knows.
+   * Where the flist's chunks stand on the hub (read only): those not on the hub at the place the flist says, and
+   * those there but not yet verified at exactly that place. Waits for packs the flist names that are arriving.
    */
-  private async checkChunks(reader: FlistReader): Promise<{ packs: string[]; verifiedNow: number; storedBytes: number }> {
+  private async placeChunks(reader: FlistReader): Promise<Placement> {
     const chunks = reader.allChunks()
     const byId = new Map(chunks.map((c) => [c.id, c] as const))
     const packIds = [...new Set(chunks.map((c) => c.pack))]
@@ -503,6 +524,16 @@ export class Hub {
       missing = again.missing
       toVerify = [...toVerify, ...again.toVerify]
     }
+    return { chunks, byId, packIds, storedBytes, missing, toVerify }
+  }
+
+  /**
+   * Every chunk the flist names must be on the hub, at the place it says, and verified: chunks the hub could not
+   * decode at pack upload (encrypted, or a delta sent before its base) are decoded now with what the flist knows.
+   * Call only once the flist passed FlistReader's checks.
+   */
+  private async verifyChunks(reader: FlistReader, placed: Placement): Promise<{ packs: string[]; verifiedNow: number; storedBytes: number }> {
+    const { chunks, byId, packIds, storedBytes, missing, toVerify } = placed
     if (missing.length > 0) {
       const first = missing[0]!
       throw zerr('CHUNK_MISSING', `${missing.length} of the flist's ${chunks.length} chunks are not on the hub (first: ${first.sid} in pack ${first.pack}): upload their packs first (zos hub push does)`, {

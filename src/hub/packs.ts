@@ -8,7 +8,9 @@
 // chunks are decoded as soon as their last byte arrives, deltas once the pack is complete (their base may come
 // later in the pack).
 import { zerr } from '../core/errors.js'
+import { siblingModule, WorkerPool } from '../core/worker-pool.js'
 import { ChunkDecodeError, CODEC_ZSTD_DELTA, decodeChunk } from '../flist/codec.js'
+import type { FlistSummary } from '../flist/reader.js'
 import type { ChunkLoc } from './db.js'
 import type { PackEntry } from './wire.js'
 
@@ -102,32 +104,22 @@ export class PackVerifier {
       this.deltas.push(e)
       return
     }
-    const plain = this.decode(e, data)
+    const plain = decodeEntry(this.id, e, data)
     this.verified.add(e)
     if (this.bases.has(e.sid)) this.plains.set(e.sid, Buffer.from(plain)) // `data` may be reused
   }
 
-  private decode(e: PackEntry, data: Buffer, base?: Buffer): Buffer {
-    try {
-      return decodeChunk({ data, codec: e.codec, size: e.size, sid: e.sid, ...(base ? { base } : {}) })
-    } catch (err) {
-      if (err instanceof ChunkDecodeError) {
-        throw zerr('CHUNK_TAMPERED', `pack ${this.id}: chunk ${e.sid} at offset ${e.offset} does not decode to its id (${err.message}); nothing was stored`, { pack: this.id, sid: e.sid, offset: e.offset })
-      }
-      throw err
-    }
-  }
-
   /**
    * Once every byte was pushed and the pack hashed to its id: checks the bounds, then decodes the deltas whose
-   * base is at hand (`read` returns pack bytes). Returns every chunk's location, verified or not.
+   * base is in the pack (`read` returns pack bytes). Returns every chunk's location, verified or not; deltas whose
+   * base lies elsewhere are left to verifyDeltas.
    */
-  async finish(length: number, read: (offset: number, length: number) => Promise<Buffer>, verifiedBase: VerifiedBase): Promise<PackCheck> {
+  async finish(length: number, read: (offset: number, length: number) => Promise<Buffer>): Promise<PackCheck> {
     this.checkBounds(length)
     for (const e of this.deltas) {
-      const base = this.plains.get(e.base!) ?? (await verifiedBase(e.base!))
-      if (!base) continue // verified when an flist that lists the base is uploaded
-      this.decode(e, await read(e.offset, e.length), base)
+      const base = this.plains.get(e.base!)
+      if (!base) continue
+      decodeEntry(this.id, e, await read(e.offset, e.length), base)
       this.verified.add(e)
     }
     const locs = this.entries.map((e) => {
@@ -139,9 +131,138 @@ export class PackVerifier {
   }
 }
 
+/**
+ * Decodes the deltas of a checked pack whose base the pack did not hold, against a base the hub already verified
+ * (those without one are verified when an flist that lists the base is uploaded). Updates `check` in place.
+ */
+export async function verifyDeltas(id: string, entries: readonly PackEntry[], check: PackCheck, read: (offset: number, length: number) => Promise<Buffer>, verifiedBase: VerifiedBase): Promise<void> {
+  for (const [i, e] of entries.entries()) {
+    const loc = check.locs[i]!
+    if (e.codec !== CODEC_ZSTD_DELTA || e.encrypted || loc.verified) continue
+    const base = await verifiedBase(e.base!)
+    if (!base) continue
+    decodeEntry(id, e, await read(e.offset, e.length), base)
+    loc.verified = true
+    check.verified++
+  }
+}
+
+function decodeEntry(id: string, e: PackEntry, data: Buffer, base?: Buffer): Buffer {
+  try {
+    return decodeChunk({ data, codec: e.codec, size: e.size, sid: e.sid, ...(base ? { base } : {}) })
+  } catch (err) {
+    if (err instanceof ChunkDecodeError) {
+      throw zerr('CHUNK_TAMPERED', `pack ${id}: chunk ${e.sid} at offset ${e.offset} does not decode to its id (${err.message}); nothing was stored`, { pack: id, sid: e.sid, offset: e.offset })
+    }
+    throw err
+  }
+}
+
 /** CHUNK_TAMPERED unless the pack's bytes hash to its id. */
 export function checkPackHash(id: string, actual: string): void {
   if (actual !== id) {
     throw zerr('CHUNK_TAMPERED', `pack bytes hash to ${actual}, not to the id ${id} they were uploaded as (truncated or altered in transit); nothing was stored`, { pack: id, actual })
+  }
+}
+
+/** What the main thread asks of the check worker (check-worker.ts) about pack upload `job`. */
+export type CheckRequest =
+  | { op: 'begin'; job: number; id: string; path: string; entries: readonly PackEntry[] }
+  | { op: 'upto' | 'end'; job: number; bytes: number }
+  | { op: 'drop'; job: number }
+  | { op: 'flist'; path: string }
+
+/** What the check worker found in an uploaded metadata file that passed FlistReader.open's checks. */
+export interface FlistCheck {
+  signers: { address: string; valid: boolean }[]
+  summary: FlistSummary
+}
+
+/**
+ * The hub's checks that need no database, in a worker thread. Pack uploads are checked from the temp files they
+ * are being written to: `start` one per upload,
+ * tell it each time more bytes are on file (`written`), then `end` returns the check (or throws CHUNK_TAMPERED,
+ * INVALID_ARGUMENT). A failure found earlier shows in `failed` at once, so the upload can be refused without
+ * reading the rest. Uploaded metadata files are opened and checked there too (`flist`). Requests run in order on
+ * one worker, started on first use (a second one for metadata files was not faster on the loaded 2-core VM).
+ */
+export class PackChecks {
+  private pool: WorkerPool<CheckRequest, unknown> | undefined
+  private jobs = 0
+
+  start(id: string, entries: readonly PackEntry[], path: string): PackCheckJob {
+    return new PackCheckJob(this.worker(), ++this.jobs, { id, path, entries })
+  }
+
+  /**
+   * Opens an uploaded metadata file with every check of FlistReader.open (SQLite integrity, root hash against the
+   * seal, signatures, invariants) and returns its signers and summary, or throws as FlistReader.open does.
+   */
+  flist(path: string): Promise<FlistCheck> {
+    return this.worker().run({ op: 'flist', path }) as Promise<FlistCheck>
+  }
+
+  async close(): Promise<void> {
+    await this.pool?.close()
+  }
+
+  private worker(): WorkerPool<CheckRequest, unknown> {
+    // A worker that died failed the uploads it was checking; later ones get a new one.
+    if (this.pool?.failed) void this.pool.close()
+    if (!this.pool || this.pool.failed) this.pool = new WorkerPool(siblingModule(import.meta.url, 'check-worker'), 1)
+    return this.pool
+  }
+}
+
+export class PackCheckJob {
+  /** The first failure the worker reported, if any. */
+  failed: unknown
+  /** Bytes on file, and whether the worker is being asked to check up to some of them. */
+  private onFile = 0
+  private asking = false
+
+  constructor(
+    private readonly pool: WorkerPool<CheckRequest, unknown>,
+    private readonly job: number,
+    pack: { id: string; path: string; entries: readonly PackEntry[] },
+  ) {
+    this.send({ op: 'begin', job, ...pack })
+  }
+
+  private send(req: CheckRequest): void {
+    this.pool.run(req).catch((err: unknown) => (this.failed ??= err))
+  }
+
+  /** The file now holds the first `bytes` bytes of the pack. */
+  written(bytes: number): void {
+    this.onFile = bytes
+    if (!this.asking) this.ask()
+  }
+
+  /** One request in flight at a time: while the worker is busy, what is written meanwhile is asked for at once. */
+  private ask(): void {
+    const bytes = this.onFile
+    this.asking = true
+    this.pool.run({ op: 'upto', job: this.job, bytes }).then(
+      () => {
+        this.asking = false
+        if (this.onFile > bytes && !this.failed) this.ask()
+      },
+      (err: unknown) => (this.failed ??= err),
+    )
+  }
+
+  /** Checks the whole `bytes`-byte pack: its hash, its chunks, and the bounds of its index. */
+  async end(bytes: number): Promise<PackCheck> {
+    try {
+      return (await this.pool.run({ op: 'end', job: this.job, bytes })) as PackCheck
+    } catch (err) {
+      throw this.failed ?? err
+    }
+  }
+
+  /** Forgets the upload (its file may be gone). */
+  drop(): void {
+    this.pool.run({ op: 'drop', job: this.job }).catch(() => {})
   }
 }

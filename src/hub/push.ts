@@ -70,7 +70,7 @@ interface Upload {
   /** Bytes the pack will have. */
   size: number
   /** Reads the pack (a local one, or one built from copied chunks) when its turn comes, so few are in memory. */
-  build: () => Promise<{ id: string; entries: PackEntry[]; data: Buffer }>
+  build: () => Promise<{ id: string; entries: PackEntry[]; data: Buffer | { path: string; size: number } }>
 }
 
 function entryOf(c: ChunkInfo, byId: ReadonlyMap<number, ChunkInfo>, encrypted: boolean, offset = c.offset): PackEntry {
@@ -142,7 +142,12 @@ export async function pushFlist(client: HubClient, file: string, options: PushOp
       if (size === undefined) throw zerr('CHUNK_MISSING', `pack ${packId} of ${file} is not in the local store ${s.url}`, { pack: packId })
       uploads.push({
         size,
-        build: async () => ({ id: packId, entries: list.map((c) => entryOf(c, byId, encrypted)), data: (await s.readRanges([{ pack: packId, offset: 0, length: size }]))[0]! }),
+        // Streamed from the store's file when it has one: the first bytes leave at once, and no pack sits in memory.
+        build: async () => {
+          const path = s.packFile?.(packId)
+          const data = path !== undefined ? { path, size } : (await s.readRanges([{ pack: packId, offset: 0, length: size }]))[0]!
+          return { id: packId, entries: list.map((c) => entryOf(c, byId, encrypted)), data }
+        },
       })
       wholePacks++
     } else {

@@ -264,6 +264,10 @@ export class DirStore implements WritableStore {
     }
   }
 
+  packFile(pack: string): string {
+    return packPath(this.root, pack)
+  }
+
   async lookupChunks(sids: readonly string[]): Promise<Map<string, ChunkLocation>> {
     const found = new Map<string, ChunkLocation>()
     const unique = [...new Set(sids)]
@@ -306,14 +310,15 @@ export class DirStore implements WritableStore {
   /**
    * Stores a pack that is already complete in a file (the hub receives uploads into one): the file is made durable
    * and renamed into place (copied when it lies on another filesystem), then its chunks are indexed. `sha256`
-   * as in putPack; without it the file is hashed first. The file is gone on success and left as it was on failure.
+   * as in putPack; without it the file is hashed first. `handle`: the caller's open handle on the file, synced
+   * instead of opening the file again. The file is gone on success and left as it was on failure.
    */
-  async putPackFile(pack: string, file: string, chunks: readonly ChunkLocation[], options: PutPackOptions = {}): Promise<void> {
+  async putPackFile(pack: string, file: string, chunks: readonly ChunkLocation[], options: PutPackOptions & { handle?: FileHandle } = {}): Promise<void> {
     this.checkOpen()
     if (!isPackId(pack)) throw zerr('INVALID_ARGUMENT', `pack id must be 64 lowercase hex characters, got ${JSON.stringify(pack)}`)
     let size: number
     try {
-      size = (await stat(file)).size
+      size = (options.handle ? await options.handle.stat() : await stat(file)).size
     } catch (err) {
       throw zerr('NOT_FOUND', `pack file ${file} does not exist`, { path: file }, err)
     }
@@ -332,11 +337,10 @@ export class DirStore implements WritableStore {
     else {
       const dir = join(this.root, 'packs', pack.slice(0, 2))
       try {
-        const fh = await open(file, 'r+')
-        try {
-          await fh.sync()
-        } finally {
-          await fh.close()
+        if (options.handle) await options.handle.sync()
+        else {
+          const fh = await open(file, 'r+')
+          await fh.sync().finally(() => fh.close())
         }
         await mkdir(dir, { recursive: true })
         try {

@@ -39,6 +39,8 @@ export interface Store {
   readRanges(ranges: readonly PackRange[], options?: { signal?: AbortSignal }): Promise<Buffer[]>
   /** Whether the pack exists and its size (undefined if absent). */
   statPack(pack: string): Promise<number | undefined>
+  /** The local file a pack is kept in, for stores that keep packs as files (it may be streamed, not read whole). */
+  packFile?(pack: string): string
   /** Releases connections and handles; safe to call twice. */
   close(): Promise<void>
 }
