@@ -1,4 +1,4 @@
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
@@ -11,6 +11,7 @@ import { FlistReader } from '../../src/flist/reader.js'
 import { pack } from '../../src/flist/pack.js'
 import { openDir } from '../../src/flist/source/dir.js'
 import { openStore, openWritableStore } from '../../src/store/open.js'
+import type { Store } from '../../src/store/types.js'
 
 const chunk = (n: number): { sid: string; data: Buffer } => {
   const data = randomBytes(n)
@@ -100,12 +101,8 @@ async function packedFile(dir: string, content: Buffer): Promise<{ flist: string
   return { flist: join(dir, 'tree.fl'), store: join(dir, 'store') }
 }
 
-async function readAll(fetcher: ChunkFetcher, reader: FlistReader, size: number): Promise<Buffer> {
-  const ino = reader.lookup(1, 'file.bin')!.ino
-  return fetcher.readFile(ino, 0, size)
-}
-
-test('cache - a damaged or truncated entry is never served: every disk hit is re-hashed, dropped and fetched again', async (t) => {
+/** A 600 KiB random file packed into a store, with its reader, store and an empty 64 MiB disk cache (closed after the test). */
+async function cachedFile(t: TestContext): Promise<{ dir: string; content: Buffer; reader: FlistReader; store: Store; cache: DiskChunkCache }> {
   const dir = await tempDir(t)
   const content = randomBytes(600 * 1024)
   const { flist, store: storeDir } = await packedFile(dir, content)
@@ -114,6 +111,16 @@ test('cache - a damaged or truncated entry is never served: every disk hit is re
   const store = await openStore(storeDir)
   t.after(() => store.close())
   const cache = await DiskChunkCache.open(join(dir, 'cache'), 64 * 1024 * 1024)
+  return { dir, content, reader, store, cache }
+}
+
+async function readAll(fetcher: ChunkFetcher, reader: FlistReader, size: number): Promise<Buffer> {
+  const ino = reader.lookup(1, 'file.bin')!.ino
+  return fetcher.readFile(ino, 0, size)
+}
+
+test('cache - a damaged or truncated entry is never served: every disk hit is re-hashed, dropped and fetched again', async (t) => {
+  const { dir, content, reader, store, cache } = await cachedFile(t)
   const first = new ChunkFetcher(reader, store, { cache, memoryBytes: 0 })
   assert.deepEqual(await readAll(first, reader, content.length), content)
   await first.flushCache()
@@ -155,14 +162,7 @@ test('cache - the memory cache defaults to 1/16 of the RAM, at most a quarter of
 })
 
 test('cache - disk-cache writes wait for the store to be quiet (not during a burst of reads), and flushCache writes them', async (t) => {
-  const dir = await tempDir(t)
-  const content = randomBytes(600 * 1024)
-  const { flist, store: storeDir } = await packedFile(dir, content)
-  const reader = FlistReader.open(flist)
-  t.after(() => reader.close())
-  const store = await openStore(storeDir)
-  t.after(() => store.close())
-  const cache = await DiskChunkCache.open(join(dir, 'cache'), 64 * 1024 * 1024)
+  const { dir, content, reader, store, cache } = await cachedFile(t)
   const fetcher = new ChunkFetcher(reader, store, { cache, memoryBytes: 0 })
   assert.deepEqual(await readAll(fetcher, reader, content.length), content)
   const chunks = fetcher.stats.fetchedChunks
