@@ -5,13 +5,14 @@
 import type { ChildProcess } from 'node:child_process'
 import { closeSync, writeSync } from 'node:fs'
 import type { Readable } from 'node:stream'
+import { withMallocTunables } from '../core/malloc.js'
 
 /** Set in the child's environment; the pipe is its fd 3. */
 export const READY_FD_ENV = 'ZOS_MOUNT_READY_FD'
 
-/** Spawn options' `stdio` and `env` for a child that reports readiness. */
+/** Spawn options' `stdio` and `env` for a child that reports readiness (a mount's serving process: malloc tuned). */
 export function readyPipeOptions(out: number): { stdio: ['ignore', number, number, 'pipe']; env: NodeJS.ProcessEnv } {
-  return { stdio: ['ignore', out, out, 'pipe'], env: { ...process.env, [READY_FD_ENV]: '3' } }
+  return { stdio: ['ignore', out, out, 'pipe'], env: { ...withMallocTunables(), [READY_FD_ENV]: '3' } }
 }
 
 /** Waits for the child's `ready` line; 'exited' when it ends first, 'timeout' after `timeoutMs`. */
