@@ -1,7 +1,7 @@
 // `zos flist …`: pack, inspect, ls, cat, unpack, verify, diff.
 import type { Command } from 'commander'
 import { readFile } from 'node:fs/promises'
-import { zerr } from '../core/errors.js'
+import { ERROR_CODES, zerr, type ErrorCode } from '../core/errors.js'
 import { emit, formatBytes, wantsJson } from './output.js'
 
 function collect(value: string, previous: string[]): string[] {
@@ -49,8 +49,13 @@ async function daemonize(mountpoint: string, cmd: Command): Promise<void> {
   if (outcome !== 'ready') {
     const out = fs.readFileSync(logFile, 'utf8').trim()
     fs.rmSync(logFile, { force: true })
-    if (outcome === 'timeout') child.kill()
-    throw zerr('TIMEOUT', `the mount did not come up${out ? `: ${out}` : ''}`)
+    if (outcome === 'timeout') {
+      child.kill()
+      throw zerr('TIMEOUT', `the mount did not come up${out ? `: ${out}` : ''}`)
+    }
+    // The serving process failed: its error, with its exit status (a missing flist stays NOT_FOUND).
+    const code = (Object.keys(ERROR_CODES) as ErrorCode[]).find((c) => ERROR_CODES[c].exit === child.exitCode) ?? 'MOUNT_FAILED'
+    throw zerr(code, out.replace(/^zos: /, '') || 'the mount did not come up')
   }
   child.unref()
   emit(cmd, { mountpoint: target, pid: child.pid, log: logFile }, (r) => `mounted at ${r.mountpoint} (pid ${r.pid}, log ${r.log}); stop with \`zos flist umount ${r.mountpoint}\``)
@@ -328,9 +333,11 @@ export function registerFlist(program: Command): void {
         import('node:os'),
       ])
       assertMountable()
+      const src = await resolveFlist(file, opts.store as string | undefined)
+      // Before the cache is opened (and its directory made): a mistyped flist path changes nothing on disk.
+      if (!(await import('node:fs')).existsSync(src.file)) throw zerr('NOT_FOUND', `flist ${src.file} does not exist`, { path: src.file })
       const cacheDir = (opts.cache as string | undefined) ?? path.join(process.env.ZOS_HOME ?? path.join(os.homedir(), '.zos'), 'cache')
       const cache = await DiskChunkCache.open(cacheDir, parseSize(String(opts.cacheSize)))
-      const src = await resolveFlist(file, opts.store as string | undefined)
       const store = await openStore(storeOption(src.store))
       const writable = opts.writable as string | undefined
       const flistAt = writable ? path.join(writable, 'lower') : mountpoint

@@ -2,7 +2,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -78,12 +78,15 @@ test('prestart - daemon mounts that fail (a bad option, a missing flist) say why
     })
     assert.equal(r.status, 2, r.stderr)
     assert.match(r.stderr, /unknown option/)
+    const home = join(dir, 'home')
     const missing = spawnSync(process.execPath, [...(fromSource ? ['--import', 'tsx'] : []), main, 'flist', 'mount', join(dir, 'a.fl'), mountpoint, '--store', `dir://${dir}`, '--daemon'], {
       encoding: 'utf8',
       timeout: 20000,
+      env: { ...process.env, ZOS_HOME: home },
     })
-    assert.notEqual(missing.status, 0)
+    assert.equal(missing.status, 4, `the serving process's NOT_FOUND, not a timeout: ${missing.stderr}`)
     assert.match(missing.stderr, /does not exist/)
+    assert.equal(existsSync(home), false, 'a failed mount made the default cache directory')
     // The serving process was started before commander ran; it must be gone (it would mount what nobody asked for).
     const deadline = Date.now() + 5000
     let left: string[] = []
