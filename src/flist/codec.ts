@@ -170,6 +170,12 @@ export interface DecodeInput {
   base?: Uint8Array
 }
 
+function copyOf(data: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(data.byteLength)
+  out.set(data)
+  return out
+}
+
 /** Decompresses into exactly `size` bytes (the size the frame declares, checked by the caller); more is an error. */
 function decompress(dctx: InstanceType<typeof zstd.DCtx>, data: Uint8Array, size: number): Buffer {
   const out = Buffer.allocUnsafe(size)
@@ -198,7 +204,8 @@ export function decodeChunk(input: DecodeInput): Buffer {
   try {
     switch (input.codec) {
       case CODEC_RAW:
-        plain = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+        // A view of a larger buffer (a store's coalesced span) is copied, so that a kept chunk never pins the span.
+        plain = data.byteLength === data.buffer.byteLength ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : copyOf(data)
         break
       case CODEC_ZSTD:
         plain = decompress(plainContext, data, input.size)

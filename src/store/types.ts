@@ -33,7 +33,8 @@ export interface Store {
   readonly writable: boolean
   /**
    * Reads several ranges, in any order, returning buffers in the order asked. Implementations coalesce
-   * neighbouring ranges of one pack into one read/request. Fails with CHUNK_MISSING (pack absent or short)
+   * neighbouring ranges of one pack into one read/request; the buffers may be views of one larger buffer (copy
+   * what you keep for long; decodeChunk does). Fails with CHUNK_MISSING (pack absent or short)
    * or STORE_UNAVAILABLE (I/O or network failure, after retries).
    */
   readRanges(ranges: readonly PackRange[], options?: { signal?: AbortSignal }): Promise<Buffer[]>

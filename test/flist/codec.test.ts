@@ -97,3 +97,16 @@ test('codec - tampered, truncated and oversized frames are refused, never return
   assert.throws(() => decodeChunk({ data: raw, codec: CODEC_RAW, hash: sha256(raw), size: 99, sid }), /size/)
   assert.throws(() => decodeChunk({ data: raw, codec: 9, hash: sha256(raw), size: 100, sid }), /codec/)
 })
+
+test('codec - a raw chunk read as a view of a larger buffer (a coalesced span) decodes into memory of its own', () => {
+  const plain = randomBytes(20000)
+  const span = Buffer.concat([randomBytes(5000), plain, randomBytes(7000)])
+  const view = span.subarray(5000, 25000)
+  const sid = storeId(sha256(plain), undefined)
+  const out = decodeChunk({ data: view, codec: CODEC_RAW, size: plain.length, sid })
+  assert.deepEqual(out, plain)
+  assert.notEqual(out.buffer, span.buffer, 'the decoded chunk pins the whole span')
+  // A buffer that is the chunk alone is handed over without a copy.
+  const own = Buffer.from(plain)
+  assert.equal(decodeChunk({ data: own, codec: CODEC_RAW, size: plain.length, sid }).buffer, own.buffer)
+})
