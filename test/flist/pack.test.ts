@@ -51,6 +51,9 @@ function tree(version: number): Spec[] {
   ]
 }
 
+/** The root of tree(1), format version 1 (computed by the first implementation of §5). */
+const GOLDEN_ROOT = 'ccde9656e85363ab766b49414b18243b859ac14a06d82ef44412607231dc4320'
+
 function randomBytesSeeded(n: number, seed: number): Buffer {
   const b = Buffer.alloc(n)
   let x = seed
@@ -287,6 +290,13 @@ test('pack - bad entries are refused and no flist is left behind', async (t) => 
     await assert.rejects(packTree(dir, specs, 'bad.fl'), (e: unknown) => ZosError.is(e) && e.code === code, code)
     assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.fl') || n.includes('partial')), [])
   }
+})
+
+test('pack - the root of a fixed tree is the one docs/flist-format.md §5 defines, release after release', async (t) => {
+  // A changed value here means every flist packed before has a different root and its signatures no longer
+  // verify: a format change, which needs a new format version, not an updated constant.
+  const r = await packTree(await tempDir(t), tree(1), 'golden.fl')
+  assert.equal(r.root, GOLDEN_ROOT)
 })
 
 test('pack - the root is a content identity: same tree, other store, same root', async (t) => {
