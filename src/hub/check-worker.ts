@@ -7,7 +7,7 @@ import { closeSync, openSync, readSync } from 'node:fs'
 import { parentPort } from 'node:worker_threads'
 import { ZosError } from '../core/errors.js'
 import { FlistReader } from '../flist/reader.js'
-import { checkPackHash, PackVerifier, type CheckRequest } from './packs.js'
+import { checkPackHash, PackVerifier, type CheckRequest, type FlistCheck, type FlistChunk } from './packs.js'
 import type { PackEntry } from './wire.js'
 
 const READ_SIZE = 1024 * 1024
@@ -61,7 +61,11 @@ async function handle(req: CheckRequest): Promise<unknown> {
   if (req.op === 'flist') {
     const reader = FlistReader.open(req.path)
     try {
-      return { signers: reader.signers.map((s) => ({ address: s.address, valid: s.valid })), summary: reader.summary() }
+      // Chunk rows without their content hash: the hub does not need it, and a Buffer would be copied with its
+      // whole backing store.
+      const chunks: FlistChunk[] = reader.allChunks().map(({ hash: _, ...c }) => c)
+      const check: FlistCheck = { signers: reader.signers.map((s) => ({ address: s.address, valid: s.valid })), summary: reader.summary(), chunks }
+      return check
     } finally {
       reader.close()
     }

@@ -3,7 +3,7 @@
 // reached or answers something that is not the API. Bodies are streamed from files where they can be large.
 import { createHash } from 'node:crypto'
 import { createReadStream, createWriteStream } from 'node:fs'
-import { mkdir, rename, rm, stat } from 'node:fs/promises'
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises'
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import { dirname, join } from 'node:path'
@@ -42,6 +42,8 @@ interface CallOptions {
   /** Stream the answer into this file instead of memory. */
   saveTo?: string
   headers?: Record<string, string>
+  /** Abandons the request (it fails with the signal's reason). */
+  signal?: AbortSignal
 }
 
 interface Answer {
@@ -70,6 +72,13 @@ export async function fileSha256(path: string): Promise<string> {
   return h.digest('hex')
 }
 
+/** Bytes of a file body read at a time, and how many such buffers a client keeps for reuse. */
+const FILE_PIECE = 1024 * 1024
+const MAX_POOLED = 8
+
+/** Largest metadata file uploaded from memory rather than streamed from its file. */
+export const MAX_READ_WHOLE = 16 * 1024 * 1024
+
 function seg(s: string): string {
   return encodeURIComponent(s)
 }
@@ -77,8 +86,11 @@ function seg(s: string): string {
 export class HubClient {
   readonly url: string
   private readonly key: KeyPair | undefined
-  private readonly timeoutMs: number
+  /** Time allowed without progress on one request (ms). */
+  readonly timeoutMs: number
   private readonly agent: HttpAgent | HttpsAgent
+  /** Buffers file bodies are read into, reused (streamFile). */
+  private readonly buffers: Buffer[] = []
 
   constructor(url?: string, options: HubClientOptions = {}) {
     this.url = hubUrl(url)
@@ -163,23 +175,63 @@ export class HubClient {
         })
       })
       req.on('timeout', () => req.destroy(new Error(`no progress for ${this.timeoutMs} ms`)))
+      const signal = options.signal
+      if (signal) {
+        const abandon = (): void => {
+          fail(signal.reason)
+          req.destroy()
+        }
+        if (signal.aborted) abandon()
+        else {
+          signal.addEventListener('abort', abandon, { once: true })
+          req.once('close', () => signal.removeEventListener('abort', abandon))
+        }
+      }
       // A hub that refuses an upload answers before reading it all and closes: the answer is what counts.
       req.on('error', (err) => {
         if (!responded) fail(err)
       })
-      const streamFile = (path: string, before: number): void => {
+      const streamFile = (path: string, size: number, before: number): void => {
+        // Read into buffers reused across requests (a buffer returns once the socket has taken its bytes): a
+        // push moves megabytes, and a fresh buffer per read would have the garbage collector run in the middle.
         let sent = before
-        const stream = createReadStream(path, { highWaterMark: 1 << 20 })
-        stream.on('data', (d) => {
-          sent += d.length
-          options.onSent?.(sent)
-        })
-        stream.on('error', (err) => {
-          req.destroy(err)
+        let closed = false
+        req.once('close', () => (closed = true)) // a refused upload: stop reading the file
+        const pump = async (): Promise<void> => {
+          const fh = await open(path, 'r')
+          try {
+            for (let pos = 0; pos < size && !closed; ) {
+              const buf = this.buffers.pop() ?? Buffer.allocUnsafeSlow(FILE_PIECE)
+              const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - pos), pos)
+              if (bytesRead === 0) throw new Error(`${path} ends at byte ${pos} of ${size}`)
+              pos += bytesRead
+              sent += bytesRead
+              options.onSent?.(sent)
+              if (closed) break
+              const flowing = req.write(buf.subarray(0, bytesRead), () => {
+                if (this.buffers.length < MAX_POOLED) this.buffers.push(buf)
+              })
+              if (!flowing && !closed) {
+                await new Promise<void>((resolve) => {
+                  const go = (): void => {
+                    req.off('drain', go)
+                    req.off('close', go)
+                    resolve()
+                  }
+                  req.on('drain', go)
+                  req.on('close', go)
+                })
+              }
+            }
+            if (!closed) req.end()
+          } finally {
+            await fh.close()
+          }
+        }
+        pump().catch((err: unknown) => {
+          req.destroy(err as Error)
           fail(err)
         })
-        req.on('close', () => stream.destroy()) // a refused upload: stop reading the file
-        stream.pipe(req)
       }
       if (body === undefined) req.end()
       else if (Buffer.isBuffer(body) || 'parts' in body) {
@@ -216,11 +268,11 @@ export class HubClient {
             }
           }
           if (Buffer.isBuffer(body) || !body.file) req.end()
-          else streamFile(body.file.path, sent)
+          else streamFile(body.file.path, body.file.size, sent)
         }
         pump()
       } else {
-        streamFile(body.file, 0)
+        streamFile(body.file, body.size, 0)
       }
     })
   }
@@ -288,11 +340,29 @@ export class HubClient {
     return parseAnswer(await this.call('PUT', `${API}/packs/${id}`, options), this.url)
   }
 
-  async uploadFlist(ns: string, name: string, file: string, options: { tag: string; latest?: boolean; onSent?: (bytes: number) => void }): Promise<PushAnswer> {
-    const st = await stat(file)
-    const path = `${API}/flists/${seg(normalizeNs(ns))}/${seg(checkName(name))}?tag=${seg(checkTag(options.tag))}&latest=${options.latest === false ? 'false' : 'true'}`
-    const body = { file, size: st.size, sha256: await fileSha256(file) }
-    return parseAnswer(await this.call('POST', path, { body, auth: true, headers: { 'content-type': 'application/vnd.zos.flist' }, ...(options.onSent ? { onSent: options.onSent } : {}) }), this.url)
+  /**
+   * Uploads flist metadata as ns/name:tag. `waitS`: how long the hub may wait for packs it names that have not
+   * begun to arrive (a push sends the metadata before its packs); `signal` abandons the upload (and the hub's wait).
+   */
+  async uploadFlist(
+    ns: string,
+    name: string,
+    file: string | Buffer,
+    options: { tag: string; latest?: boolean; waitS?: number; signal?: AbortSignal; onSent?: (bytes: number) => void },
+  ): Promise<PushAnswer> {
+    const wait = options.waitS ? `&wait=${Math.ceil(options.waitS)}` : ''
+    const path = `${API}/flists/${seg(normalizeNs(ns))}/${seg(checkName(name))}?tag=${seg(checkTag(options.tag))}&latest=${options.latest === false ? 'false' : 'true'}${wait}`
+    let body: Body
+    if (Buffer.isBuffer(file)) body = file
+    else {
+      // A small file is read whole (one read, hashed in one go); a large one is hashed, then streamed.
+      const st = await stat(file)
+      body = st.size <= MAX_READ_WHOLE ? await readFile(file) : { file, size: st.size, sha256: await fileSha256(file) }
+    }
+    const call: CallOptions = { body, auth: true, headers: { 'content-type': 'application/vnd.zos.flist' } }
+    if (options.onSent) call.onSent = options.onSent
+    if (options.signal) call.signal = options.signal
+    return parseAnswer(await this.call('POST', path, call), this.url)
   }
 
   /** Uploads an archive for conversion on the hub; returns the queued job. */

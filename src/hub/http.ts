@@ -82,6 +82,9 @@ export async function readBody(req: IncomingMessage, limit: number, what: string
   return { data: Buffer.concat(parts, n), sha256: hash.digest('hex') }
 }
 
+/** Bytes of a spooled body gathered before a write. */
+const SPOOL_BATCH = 4 * 1024 * 1024
+
 /**
  * Streams the body into a new temp file under `dir` (at most `limit` bytes), hashing it. The file is removed
  * when anything fails; on success the caller owns it.
@@ -94,6 +97,18 @@ export async function spoolBody(req: IncomingMessage, dir: string, limit: number
   const head: Buffer[] = []
   let headBytes = 0
   let n = 0
+  let pending: Buffer[] = []
+  let pendingBytes = 0
+  let written = 0
+  const flush = async (): Promise<void> => {
+    if (pendingBytes === 0) return
+    const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending)
+    pending = []
+    pendingBytes = 0
+    let off = 0
+    while (off < data.length) off += (await fh.write(data, off, data.length - off, written + off)).bytesWritten
+    written += data.length
+  }
   try {
     for await (const piece of req as AsyncIterable<Buffer>) {
       n += piece.length
@@ -103,9 +118,13 @@ export async function spoolBody(req: IncomingMessage, dir: string, limit: number
         head.push(piece.subarray(0, 4096 - headBytes))
         headBytes += Math.min(piece.length, 4096 - headBytes)
       }
-      let off = 0
-      while (off < piece.length) off += (await fh.write(piece, off, piece.length - off)).bytesWritten
+      // Written in batches: a small body (a metadata file) in one write once it is whole, not piece by piece
+      // between the pieces of the pack uploads this thread is receiving too.
+      pending.push(piece)
+      pendingBytes += piece.length
+      if (pendingBytes >= SPOOL_BATCH) await flush()
     }
+    await flush()
     if (expected !== undefined && n !== expected) throw zerr('INVALID_ARGUMENT', `${what} is truncated: ${n} of ${expected} bytes arrived`)
     await fh.sync()
     await fh.close()

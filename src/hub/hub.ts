@@ -16,13 +16,13 @@ import { errorMessage, zerr, ZosError } from '../core/errors.js'
 import { generateKey, loadKey, saveKey, type KeyPair } from '../core/keys.js'
 import { ChunkDecodeError, CODEC_ZSTD_DELTA, decodeChunk } from '../flist/codec.js'
 import { ChunkFetcher } from '../flist/fetch.js'
-import { FlistReader, type ChunkInfo } from '../flist/reader.js'
+import { FlistReader } from '../flist/reader.js'
 import Database from 'better-sqlite3'
 import { DirStore, packPath } from '../store/dir.js'
 import type { Identity } from './auth.js'
 import { HubDb, type ChunkLoc, type Version } from './db.js'
 import { checkDigest, checkName, checkTag, DEFAULT_TAG, normalizeNs } from './names.js'
-import { PackChecks, PackVerifier, verifyDeltas, type PackCheckJob } from './packs.js'
+import { PackChecks, PackVerifier, verifyDeltas, type FlistChunk, type PackCheckJob } from './packs.js'
 import { MAX_INDEX_BYTES, parsePackIndex, type HubLocation, type PackEntry, type MissingAnswer, type NameDetail, type NameSummary, type PackAnswer, type PushAnswer, type TagAnswer, type VersionInfo, type WhoAmI } from './wire.js'
 
 export const GIB = 1024 ** 3
@@ -79,15 +79,28 @@ const WRITE_BATCH = 1024 * 1024
 const WRITE_AHEAD = 8 * 1024 * 1024
 /** Longest an flist upload waits for the packs it names that are still arriving. */
 const PACK_WAIT_MS = 120_000
+/** Longest an flist upload may ask to wait for packs that have not begun to arrive (CommitOptions.waitMs). */
+export const MAX_PACK_WAIT_MS = 120_000
+
+export interface CommitOptions {
+  /**
+   * How long to wait for packs the flist names that are neither on the hub nor arriving yet (default 0: refuse
+   * with CHUNK_MISSING at once). A push sends its metadata first and its packs next; the hub checks the flist
+   * meanwhile and commits as soon as the last pack is stored. Packs already arriving are waited for regardless.
+   */
+  waitMs?: number
+  /** Aborted when the uploader goes away: stop waiting (CHUNK_MISSING). */
+  signal?: AbortSignal
+}
 
 /** The flist's chunks against the hub's records (Hub.placeChunks). */
 interface Placement {
-  chunks: ChunkInfo[]
-  byId: Map<number, ChunkInfo>
+  chunks: FlistChunk[]
+  byId: Map<number, FlistChunk>
   packIds: string[]
   storedBytes: number
-  missing: ChunkInfo[]
-  toVerify: ChunkInfo[]
+  missing: FlistChunk[]
+  toVerify: FlistChunk[]
 }
 
 export class Hub {
@@ -99,8 +112,10 @@ export class Hub {
   private readonly quotaFor: ReadonlyMap<string, number>
   readonly gcGraceMs: number
   private closed = false
-  /** Pack uploads being received, by pack id: an flist that names one of them waits for it (see placeChunks). */
-  private readonly arriving = new Map<string, Set<Promise<void>>>()
+  /** Pack uploads being received, by pack id: an flist that names one of them waits for it (see awaitPacks). */
+  private readonly arriving = new Map<string, number>()
+  /** Flist uploads waiting for packs, by pack id: told when an upload of that pack ends (stored or refused). */
+  private readonly packWaiters = new Map<string, Set<(pack: string) => void>>()
   /** Checks pack uploads and metadata files off this thread. */
   private readonly checks = new PackChecks()
 
@@ -261,16 +276,21 @@ export class Hub {
    * arriving instead of refusing the flist at once.
    */
   packArriving(id: string): () => void {
-    let done!: () => void
-    const p = new Promise<void>((resolve) => (done = resolve))
-    let set = this.arriving.get(id)
-    if (!set) this.arriving.set(id, (set = new Set()))
-    set.add(p)
+    this.arriving.set(id, (this.arriving.get(id) ?? 0) + 1)
+    let ended = false
     return () => {
-      set.delete(p)
-      if (set.size === 0 && this.arriving.get(id) === set) this.arriving.delete(id)
-      done()
+      if (ended) return
+      ended = true
+      const n = this.arriving.get(id)! - 1
+      if (n === 0) this.arriving.delete(id)
+      else this.arriving.set(id, n)
+      this.packEnded(id)
     }
+  }
+
+  /** Tells the flist uploads waiting for this pack that an upload of it ended (they look again). */
+  private packEnded(id: string): void {
+    for (const wake of this.packWaiters.get(id) ?? []) wake(id)
   }
 
   /** Plaintext of a full chunk the hub has verified, or undefined. */
@@ -401,6 +421,7 @@ export class Hub {
       )
       kept = true
       this.db.addPack(id, packBytes, identity.ns, result.locs)
+      this.packEnded(id)
       return { pack: id, size: packBytes, chunks: entries.length, verified: result.verified, stored: !had, received }
     } finally {
       check?.drop()
@@ -421,26 +442,23 @@ export class Hub {
    * Checks an uploaded metadata file and, when it passes, stores it as a version of `ns/name` and points the
    * tag (and `latest`) at it. The file at `req.path` is moved into place or removed, whatever happens.
    */
-  async commitFlist(who: Committer, req: CommitRequest): Promise<PushAnswer> {
+  async commitFlist(who: Committer, req: CommitRequest, options: CommitOptions = {}): Promise<PushAnswer> {
     let reader: FlistReader | undefined
     try {
       const ns = who.converted ? normalizeNs(req.ns) : this.checkWrite(who.identity, req.ns)
       const name = checkName(req.name)
       const tag = checkTag(req.tag)
       checkDigest(req.digest)
-      // FlistReader.open's checks run in the check worker while this thread compares the chunk rows with the
-      // hub's and waits for the packs still arriving; their failures come first, as if they had run first.
-      const checking = this.checks.flist(req.path)
-      checking.catch(() => {}) // awaited below
-      reader = FlistReader.open(req.path, { deferVerify: true })
-      const placed = await this.placeChunks(reader).catch(async (err: unknown) => {
-        await checking
-        throw err
-      })
-      const { signers: found, summary } = await checking
+      // FlistReader.open's checks run in the check worker, which also reads the chunk rows (this thread, busy
+      // receiving packs, does not open the file). Only a sealed flist signed by someone the namespace accepts
+      // is compared with the hub's records, and waits for packs.
+      const { signers: found, summary, chunks } = await this.checks.flist(req.path)
       const signers = this.checkSigners(found, ns, who)
+      const placed = this.placeChunks(chunks)
+      await this.awaitPacks(placed, options)
+      if (placed.toVerify.length > 0) reader = FlistReader.open(req.path, { deferVerify: true }) // checked above
       const { packs, verifiedNow, storedBytes } = await this.verifyChunks(reader, placed)
-      reader.close()
+      reader?.close()
       reader = undefined
       const existing = this.db.versionByDigest(ns, name, req.digest)
       if (!existing) this.checkQuota(ns, req.size, `flist ${name}:${tag}`)
@@ -484,47 +502,109 @@ export class Hub {
 
   /**
    * Where the flist's chunks stand on the hub (read only): those not on the hub at the place the flist says, and
-   * those there but not yet verified at exactly that place. Waits for packs the flist names that are arriving.
+   * those there but not yet verified at exactly that place.
    */
-  private async placeChunks(reader: FlistReader): Promise<Placement> {
-    const chunks = reader.allChunks()
+  private placeChunks(chunks: FlistChunk[]): Placement {
     const byId = new Map(chunks.map((c) => [c.id, c] as const))
     const packIds = [...new Set(chunks.map((c) => c.pack))]
     let storedBytes = 0
     for (const c of chunks) storedBytes += c.length
-    /** Which of these chunks are not on the hub, and which are but not yet verified at exactly that place. */
-    const compare = (list: readonly ChunkInfo[]): { missing: ChunkInfo[]; toVerify: ChunkInfo[] } => {
-      const wanted = [...new Set(list.map((c) => c.pack))]
-      const sizes = this.db.packSizes(wanted)
-      const locs = this.db.locationsIn(wanted.filter((p) => sizes.has(p)))
-      const missing: ChunkInfo[] = []
-      const toVerify: ChunkInfo[] = []
-      for (const c of list) {
-        const size = sizes.get(c.pack)
-        if (size === undefined || c.offset + c.length > size) {
-          missing.push(c)
+    const { missing, toVerify } = this.compareChunks(chunks, byId)
+    return { chunks, byId, packIds, storedBytes, missing, toVerify }
+  }
+
+  /** Which of these chunks are not on the hub, and which are but not yet verified at exactly that place. */
+  private compareChunks(list: readonly FlistChunk[], byId: ReadonlyMap<number, FlistChunk>): { missing: FlistChunk[]; toVerify: FlistChunk[] } {
+    const wanted = [...new Set(list.map((c) => c.pack))]
+    const sizes = this.db.packSizes(wanted)
+    const locs = this.db.locationsIn(wanted.filter((p) => sizes.has(p)))
+    const missing: FlistChunk[] = []
+    const toVerify: FlistChunk[] = []
+    for (const c of list) {
+      const size = sizes.get(c.pack)
+      if (size === undefined || c.offset + c.length > size) {
+        missing.push(c)
+        continue
+      }
+      const loc = locs.get(c.pack)?.get(c.offset)
+      const baseSid = c.base !== undefined ? byId.get(c.base)?.sid : undefined
+      const same = loc && loc.sid === c.sid && loc.length === c.length && loc.size === c.size && loc.codec === c.codec && loc.base === baseSid
+      if (!same || !loc.verified) toVerify.push(c)
+    }
+    return { missing, toVerify }
+  }
+
+  /**
+   * Waits for the packs of the flist's missing chunks: those being uploaded now (a push sends its metadata while
+   * its last packs are in flight) for up to PACK_WAIT_MS, and, when the uploader asked (`waitMs`), those not begun
+   * yet too (a push may send its metadata first). Each time an upload of one of them ends, its chunks are looked
+   * at again; `placed` is updated. Returns when none is missing, or when there is nothing more to wait for.
+   */
+  private async awaitPacks(placed: Placement, options: CommitOptions): Promise<void> {
+    if (placed.missing.length === 0) return
+    const waitMs = Math.min(Math.max(0, options.waitMs ?? 0), MAX_PACK_WAIT_MS)
+    const pending = new Map<string, FlistChunk[]>()
+    for (const c of placed.missing) {
+      const list = pending.get(c.pack)
+      if (list) list.push(c)
+      else pending.set(c.pack, [c])
+    }
+    const ended = new Set<string>()
+    let wake: (() => void) | undefined
+    const listener = (pack: string): void => {
+      ended.add(pack)
+      wake?.()
+    }
+    for (const p of pending.keys()) {
+      let set = this.packWaiters.get(p)
+      if (!set) this.packWaiters.set(p, (set = new Set()))
+      set.add(listener)
+    }
+    const started = Date.now()
+    const look = (packs: Iterable<string>): void => {
+      const again = this.compareChunks([...packs].flatMap((p) => pending.get(p) ?? []), placed.byId)
+      placed.toVerify.push(...again.toVerify)
+      for (const p of packs) pending.delete(p)
+      for (const c of again.missing) {
+        const list = pending.get(c.pack)
+        if (list) list.push(c)
+        else pending.set(c.pack, [c])
+      }
+    }
+    try {
+      // Packs may have been stored while the flist was being checked.
+      look([...pending.keys()])
+      while (pending.size > 0) {
+        if (ended.size > 0) {
+          const packs = [...ended].filter((p) => pending.has(p))
+          ended.clear()
+          look(packs)
           continue
         }
-        const loc = locs.get(c.pack)?.get(c.offset)
-        const baseSid = c.base !== undefined ? byId.get(c.base)?.sid : undefined
-        const same = loc && loc.sid === c.sid && loc.length === c.length && loc.size === c.size && loc.codec === c.codec && loc.base === baseSid
-        if (!same || !loc.verified) toVerify.push(c)
+        const arriving = [...pending.keys()].some((p) => this.arriving.has(p))
+        const left = started + Math.max(waitMs, arriving ? PACK_WAIT_MS : 0) - Date.now()
+        if (left <= 0) break
+        const signal = options.signal
+        if (signal?.aborted) break
+        let timer: NodeJS.Timeout | undefined
+        let onAbort: (() => void) | undefined
+        await new Promise<void>((resolve) => {
+          wake = resolve
+          timer = setTimeout(resolve, left).unref()
+          if (signal) signal.addEventListener('abort', (onAbort = () => resolve()), { once: true })
+        })
+        wake = undefined
+        clearTimeout(timer)
+        if (onAbort) signal!.removeEventListener('abort', onAbort)
       }
-      return { missing, toVerify }
+    } finally {
+      for (const p of new Set([...placed.missing.map((c) => c.pack)])) {
+        const set = this.packWaiters.get(p)
+        set?.delete(listener)
+        if (set?.size === 0) this.packWaiters.delete(p)
+      }
     }
-    let { missing, toVerify } = compare(chunks)
-    // Packs still being uploaded (the push sent this flist alongside them): wait for them, then look again at
-    // the chunks that were missing.
-    const waits = [...new Set(missing.map((c) => c.pack))].flatMap((p) => [...(this.arriving.get(p) ?? [])])
-    if (waits.length > 0) {
-      let timer: NodeJS.Timeout | undefined
-      await Promise.race([Promise.all(waits), new Promise<void>((resolve) => (timer = setTimeout(resolve, PACK_WAIT_MS).unref()))])
-      clearTimeout(timer)
-      const again = compare(missing)
-      missing = again.missing
-      toVerify = [...toVerify, ...again.toVerify]
-    }
-    return { chunks, byId, packIds, storedBytes, missing, toVerify }
+    placed.missing = [...pending.values()].flat()
   }
 
   /**
@@ -532,7 +612,7 @@ export class Hub {
    * decode at pack upload (encrypted, or a delta sent before its base) are decoded now with what the flist knows.
    * Call only once the flist passed FlistReader's checks.
    */
-  private async verifyChunks(reader: FlistReader, placed: Placement): Promise<{ packs: string[]; verifiedNow: number; storedBytes: number }> {
+  private async verifyChunks(reader: FlistReader | undefined, placed: Placement): Promise<{ packs: string[]; verifiedNow: number; storedBytes: number }> {
     const { chunks, byId, packIds, storedBytes, missing, toVerify } = placed
     if (missing.length > 0) {
       const first = missing[0]!
@@ -543,7 +623,7 @@ export class Hub {
       })
     }
     if (toVerify.length > 0) {
-      const fetcher = new ChunkFetcher(reader, this.store, { memoryBytes: 16 * MIB })
+      const fetcher = new ChunkFetcher(reader!, this.store, { memoryBytes: 16 * MIB })
       for (let i = 0; i < toVerify.length; i += VERIFY_BATCH) {
         const batch = toVerify.slice(i, i + VERIFY_BATCH)
         await fetcher.fetch(batch.map((c) => c.id)) // throws CHUNK_TAMPERED naming the chunk

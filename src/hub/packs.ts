@@ -10,6 +10,7 @@
 import { zerr } from '../core/errors.js'
 import { siblingModule, WorkerPool } from '../core/worker-pool.js'
 import { ChunkDecodeError, CODEC_ZSTD_DELTA, decodeChunk } from '../flist/codec.js'
+import type { ChunkInfo } from '../flist/chunks.js'
 import type { FlistSummary } from '../flist/reader.js'
 import type { ChunkLoc } from './db.js'
 import type { PackEntry } from './wire.js'
@@ -172,10 +173,15 @@ export type CheckRequest =
   | { op: 'drop'; job: number }
   | { op: 'flist'; path: string }
 
+/** A chunk row of an uploaded flist as the hub compares it with its records (no content hash). */
+export type FlistChunk = Omit<ChunkInfo, 'hash'>
+
 /** What the check worker found in an uploaded metadata file that passed FlistReader.open's checks. */
 export interface FlistCheck {
   signers: { address: string; valid: boolean }[]
   summary: FlistSummary
+  /** Every chunk row, in pack order. */
+  chunks: FlistChunk[]
 }
 
 /**
@@ -196,7 +202,8 @@ export class PackChecks {
 
   /**
    * Opens an uploaded metadata file with every check of FlistReader.open (SQLite integrity, root hash against the
-   * seal, signatures, invariants) and returns its signers and summary, or throws as FlistReader.open does.
+   * seal, signatures, invariants) and returns its signers, summary and chunk rows, or throws as FlistReader.open
+   * does.
    */
   flist(path: string): Promise<FlistCheck> {
     return this.worker().run({ op: 'flist', path }) as Promise<FlistCheck>

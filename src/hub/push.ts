@@ -5,7 +5,9 @@
 // chunks the hub all lacks is uploaded as it is; the few missing chunks of other packs are copied (still
 // encoded) into new packs. Chunk locations are not covered by the root hash (docs/flist-format.md §5), so the
 // metadata sent may point elsewhere than the local file and its seal and signatures stay valid. Only the
-// bytes the hub lacks move; the metadata goes once every pack is on its way (the hub waits for arriving packs).
+// bytes the hub lacks move. The metadata goes before the packs (once every pack is on its way when it had to be
+// rewritten), asking the hub to wait for the packs it lacks: the hub checks it while they are sent and commits it
+// as soon as the last one is stored.
 //
 // A directory or archive (`pushSource`): packed locally into a temporary store, signed with the caller's key,
 // then pushed as above (the hub never sees content the publisher did not sign). `convertOnHub` instead uploads
@@ -14,7 +16,7 @@
 // Only what pushing an flist file needs is imported up front; packing a source (codecs, worker pool, archive
 // readers) and the full flist reader load when they are used, so `zos hub push FILE.fl` starts quickly.
 import { createHash } from 'node:crypto'
-import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises'
+import { copyFile, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import Database from 'better-sqlite3'
@@ -23,7 +25,7 @@ import type { KeyPair } from '../core/keys.js'
 import type { ChunkInfo } from '../flist/chunks.js'
 import type { Store } from '../store/types.js'
 import { PushableFlist } from './chunks.js'
-import type { HubClient } from './client.js'
+import { MAX_READ_WHOLE, type HubClient } from './client.js'
 import { DEFAULT_TAG } from './names.js'
 import type { HubLocation, PackEntry, PushAnswer } from './wire.js'
 
@@ -82,6 +84,16 @@ function entryOf(c: ChunkInfo, byId: ReadonlyMap<number, ChunkInfo>, encrypted: 
 
 /** Pushes an flist metadata file (and whatever chunks the hub lacks) as ns/name:tag. */
 export async function pushFlist(client: HubClient, file: string, options: PushOptions): Promise<PushResult> {
+  const metadata = new MetadataUpload(client, options.name, { tag: options.tag ?? DEFAULT_TAG, latest: options.latest ?? true })
+  metadata.prepare(file)
+  try {
+    return await push(client, file, options, metadata)
+  } finally {
+    metadata.abandon() // a push that failed: the hub stops waiting for its packs (a no-op once answered)
+  }
+}
+
+async function push(client: HubClient, file: string, options: PushOptions, metadata: MetadataUpload): Promise<PushResult> {
   const started = performance.now()
   const tag = options.tag ?? DEFAULT_TAG
   const progress = options.onProgress ?? (() => {})
@@ -189,9 +201,14 @@ export async function pushFlist(client: HubClient, file: string, options: PushOp
     if (members.length > 0) uploads.push(group(members))
   }
 
-  // Send the packs, a few at a time. The metadata follows as soon as every pack is on its way, not once they are
-  // all stored: the hub waits for packs an flist names that are still arriving (Hub.packArriving), so the metadata's
-  // upload and checks overlap the packs' transfer instead of adding a round trip and their time after it.
+  // When every chunk the hub lacks is in a pack sent whole, the metadata goes unchanged, before the packs: the
+  // hub checks it while they are sent and commits it as soon as the last one is stored, so that only a small
+  // commit follows the transfer. Otherwise (chunks pointed elsewhere) it goes as soon as every pack is on its
+  // way and the ids of the packs of copied chunks are known, not once they are all stored: the hub waits for the
+  // packs an flist names, so the metadata's upload and checks still overlap the packs' transfer.
+  if (rewrites.size === 0 && copied.length === 0) await metadata.send(ns!, file)
+
+  // Send the packs, a few at a time.
   const total = uploads.reduce((n, u) => n + u.size, 0)
   let done = 0
   progress({ phase: 'upload', done, total })
@@ -231,19 +248,18 @@ export async function pushFlist(client: HubClient, file: string, options: PushOp
       const { FlistReader } = await import('../flist/reader.js')
       FlistReader.open(sendFile).close() // the seal and signatures must still hold
     }
-    const sendMetadata = (): Promise<PushAnswer> => client.uploadFlist(ns!, options.name, sendFile, { tag, latest: options.latest ?? true })
-    const early = sendMetadata()
-    early.catch(() => {}) // awaited below, after the packs (whose errors come first)
+    // The early metadata stands unless it was abandoned or refused for want of packs (a hub that does not wait
+    // for packs that have not begun to arrive, or one that waited long enough).
+    if (!metadata.standing) await metadata.send(ns!, sendFile)
     await uploading
     progress({ phase: 'metadata', done: 0, total: 1 })
     let answer: PushAnswer
     try {
-      answer = await early
+      answer = await metadata.answer!
     } catch (err) {
-      // The metadata overtook a pack upload the hub had not begun to receive: every pack is stored now, send it
-      // again.
-      if (!(ZosError.is(err) && err.code === 'CHUNK_MISSING' && uploads.length > 0)) throw err
-      answer = await sendMetadata()
+      // Refused for want of packs: every pack is stored now, send it again.
+      if (!(retryable(err) && uploads.length > 0)) throw err
+      answer = await client.uploadFlist(ns!, options.name, sendFile, { tag, latest: options.latest ?? true })
     }
     progress({ phase: 'metadata', done: 1, total: 1 })
     const metadataBytes = (await stat(sendFile)).size
@@ -261,6 +277,65 @@ export async function pushFlist(client: HubClient, file: string, options: PushOp
     }
   } finally {
     if (tmpDir) await rm(tmpDir, { recursive: true, force: true })
+  }
+}
+
+/** A refusal of metadata that arrived before its packs, worth sending again once they are stored. */
+function retryable(err: unknown): boolean {
+  return ZosError.is(err) && (err.code === 'CHUNK_MISSING' || (err.code === 'HUB_UNAVAILABLE' && err.details.status === undefined))
+}
+
+/**
+ * The flist's metadata upload, with `wait` (docs/hub.md): the hub checks it while the packs are sent and commits
+ * it as soon as the last of them is stored. Abandoned (the request is cut and the hub stops waiting) when the push
+ * fails. The file is read while the queries are out (when it is small).
+ */
+class MetadataUpload {
+  answer: Promise<PushAnswer> | undefined
+  /** The bytes of the file, read ahead (when it is small). */
+  private data: { file: string; bytes: Promise<Buffer | undefined> } | undefined
+  /** The current upload was refused for want of packs (or cut short): send again later. */
+  private failed = false
+  private cancel = new AbortController()
+
+  constructor(
+    private readonly client: HubClient,
+    private readonly name: string,
+    private readonly options: { tag: string; latest: boolean },
+  ) {}
+
+  prepare(file: string): void {
+    const bytes = stat(file).then(
+      (st) => (st.size <= MAX_READ_WHOLE ? readFile(file) : undefined),
+      () => undefined, // the upload reports it
+    )
+    bytes.catch(() => {})
+    this.data = { file, bytes }
+  }
+
+  /** Starts the upload; resolves once its request is made (the upload goes on: `answer`). */
+  async send(ns: string, file: string): Promise<void> {
+    this.abandon()
+    this.cancel = new AbortController()
+    this.failed = false
+    const signal = this.cancel.signal
+    // Half the client's request timeout (the hub answers once the packs are stored), at most a minute.
+    const waitS = Math.max(1, Math.min(60, Math.floor(this.client.timeoutMs / 2000)))
+    const data = this.data?.file === file ? await this.data.bytes.catch(() => undefined) : undefined
+    const answer = this.client.uploadFlist(ns, this.name, data ?? file, { ...this.options, waitS, signal })
+    answer.catch((err: unknown) => {
+      if (this.answer === answer) this.failed = retryable(err)
+    }) // awaited by pushFlist, or abandoned
+    this.answer = answer
+  }
+
+  /** Sent, not abandoned, and not refused for want of packs so far (a refusal for another reason stands). */
+  get standing(): boolean {
+    return this.answer !== undefined && !this.failed && !this.cancel.signal.aborted
+  }
+
+  abandon(): void {
+    if (!this.cancel.signal.aborted) this.cancel.abort(zerr('CHUNK_MISSING', 'the push abandoned this metadata upload'))
   }
 }
 

@@ -14,7 +14,7 @@ import { FdCache } from '../store/fdcache.js'
 import { servePack } from '../store/serve.js'
 import { AddressDirectory, ReplayCache, verifyToken, type Identity, type TwinDirectory } from './auth.js'
 import { Converter } from './convert.js'
-import { Hub, MIB, type HubOptions } from './hub.js'
+import { Hub, MAX_PACK_WAIT_MS, MIB, type HubOptions } from './hub.js'
 import { renderIndex } from './html.js'
 import { boolParam, checkLength, intParam, queryOf, readBody, sendError, sendHtml, sendJson, spoolBody } from './http.js'
 import { checkDigest, checkName, checkTag, DEFAULT_TAG, normalizeNs } from './names.js'
@@ -278,6 +278,7 @@ export async function startHub(options: HubServerOptions): Promise<HubServer> {
       const q = queryOf(req.url ?? '')
       const tag = checkTag(q.get('tag') ?? DEFAULT_TAG)
       const latest = boolParam(q, 'latest', true)
+      const waitMs = intParam(q, 'wait', 0, MAX_PACK_WAIT_MS / 1000) * 1000
       normalizeNs(p.ns)
       checkName(p.name)
       const { identity, bodyHash } = await authenticate(req)
@@ -290,7 +291,14 @@ export async function startHub(options: HubServerOptions): Promise<HubServer> {
         await rm(up.path, { force: true })
         throw err
       }
-      const answer = await hub.commitFlist({ identity, converted: false }, { ns: p.ns, name: p.name, tag, latest, path: up.path, digest: up.sha256, size: up.size })
+      // An uploader that goes away stops the wait for packs (its push failed or changed its mind).
+      const gone = new AbortController()
+      res.once('close', () => gone.abort())
+      const answer = await hub.commitFlist(
+        { identity, converted: false },
+        { ns: p.ns, name: p.name, tag, latest, path: up.path, digest: up.sha256, size: up.size },
+        { waitMs, signal: gone.signal },
+      )
       metrics.flistsStored++
       sendJson(res, 201, answer)
     }),

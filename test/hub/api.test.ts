@@ -279,6 +279,70 @@ test('api - an flist sent while its packs are still arriving waits for them; if 
   assert.equal((await census(hub)).versions, 1)
 })
 
+test('api - an flist sent before its packs with wait=N is committed once the last is stored; the wait runs out; bad waits', async (t) => {
+  const { hub, key, v1, dir } = await setup(t)
+  const client = hub.client(key)
+  const ns = nsOf(key)
+  const packs = await packsOf(v1)
+  const v1bytes = await readFile(v1.file)
+  const clean = await census(hub)
+
+  // Malformed waits are refused before anything is read or kept.
+  for (const w of ['-1', 'abc', '1.5', '121', '']) {
+    const r = await rawRequest(hub.url, 'POST', `${flistPath(ns, 'web')}&wait=${w}`, { key, body: v1bytes })
+    assert.equal(r.status, 400, `wait=${w}: ${JSON.stringify(r.json)}`)
+    assert.equal(r.json.error?.code, 'INVALID_ARGUMENT')
+  }
+  // A refusal that needs no pack comes at once, wait or not: here a signer the namespace does not accept.
+  const stranger = newKey()
+  const foreign = await packTree(t, dir, 'foreign', tree(1), { signers: [stranger], store: v1.store })
+  let t0 = performance.now()
+  const untrusted = await rawRequest(hub.url, 'POST', `${flistPath(ns, 'web')}&wait=30`, { key, body: await readFile(foreign.file) })
+  assert.equal(untrusted.json.error?.code, 'UNTRUSTED_SIGNER')
+  assert.ok(performance.now() - t0 < 10_000, 'refused without waiting for packs')
+  // No pack arrives: refused once the wait runs out.
+  t0 = performance.now()
+  const late = await rawRequest(hub.url, 'POST', `${flistPath(ns, 'web')}&wait=1`, { key, body: v1bytes })
+  assert.equal(late.json.error?.code, 'CHUNK_MISSING')
+  assert.ok(performance.now() - t0 >= 900, 'waited about a second')
+  assert.deepEqual(await census(hub), clean, 'nothing kept')
+
+  // Sent first: it waits, and is committed once every pack is stored.
+  let settled = false
+  const accepted = client.uploadFlist(ns, 'web', v1.file, { tag: 'v1', waitS: 30 }).finally(() => (settled = true))
+  await new Promise((r) => setTimeout(r, 300))
+  assert.equal(settled, false, 'the flist waits for packs that have not begun to arrive')
+  for (const p of packs) {
+    assert.equal(settled, false)
+    await client.putPack(p.id, p.entries, p.data)
+  }
+  const answer = await accepted
+  assert.equal(answer.version.root, v1.root)
+  assert.equal((await census(hub)).versions, 1)
+  assert.deepEqual((await census(hub)).tmp, [])
+})
+
+test('api - an uploader that goes away while its flist waits for packs stops the wait, and nothing stays', async (t) => {
+  const { hub, key, v1 } = await setup(t)
+  const client = hub.client(key)
+  const ns = nsOf(key)
+  const clean = await census(hub)
+  const gone = new AbortController()
+  const upload = client.uploadFlist(ns, 'web', v1.file, { tag: 'v1', waitS: 60, signal: gone.signal })
+  upload.catch(() => {})
+  await new Promise((r) => setTimeout(r, 300))
+  const t0 = performance.now()
+  gone.abort(new Error('changed my mind'))
+  await assert.rejects(upload)
+  // The hub notices at once: its temp file goes long before the 60 s wait would end.
+  for (let i = 0; i < 100 && (await census(hub)).tmp.length > 0; i++) await new Promise((r) => setTimeout(r, 20))
+  assert.deepEqual(await census(hub), clean)
+  assert.ok(performance.now() - t0 < 5000)
+  // The packs arriving afterwards find nobody waiting, and a new upload of the metadata is accepted.
+  for (const p of await packsOf(v1)) await client.putPack(p.id, p.entries, p.data)
+  assert.equal((await client.uploadFlist(ns, 'web', v1.file, { tag: 'v1' })).version.root, v1.root)
+})
+
 test('api - flist refusals: unsigned, foreign signer, altered, truncated, chunks missing, not an flist, other namespace, over quota', async (t) => {
   const { hub, key, v1, dir } = await setup(t)
   const client = hub.client(key)

@@ -77,13 +77,49 @@ test('push - a second version packed into the same store moves only its new pack
   assert.equal((await census(hub)).versions, 2)
 })
 
-test('push - metadata that overtakes its packs (the hub had not seen them start) is sent again once they are stored', async (t) => {
+test('push - the metadata goes before the packs and the hub waits for them; a refused pack fails the push and ends the wait', async (t) => {
+  const key = newKey()
+  const dir = await tempDir(t)
+  const v1 = await packTree(t, dir, 'v1', tree(1), { signers: [key] })
+  const hub = await startTestHub(t)
+  const client = hub.client(key)
+  const order: string[] = []
+  const uploadFlist = client.uploadFlist.bind(client)
+  const waits: (number | undefined)[] = []
+  client.uploadFlist = (ns, name, file, options) => {
+    order.push('metadata')
+    waits.push(options.waitS)
+    return uploadFlist(ns, name, file, options)
+  }
+  const putPack = client.putPack.bind(client)
+  client.putPack = (...args) => {
+    order.push('pack')
+    return putPack(...args)
+  }
+  const r = await pushFlist(client, v1.file, { name: 'app', tag: 'v1', store: v1.store })
+  assert.equal(r.version.root, v1.root)
+  assert.deepEqual(order, ['metadata', ...Array.from({ length: r.uploadedPacks }, () => 'pack')], 'the metadata first, once')
+  assert.ok(waits[0]! > 0, 'asking the hub to wait for the packs')
+
+  // A hub whose quota is too small for the packs: the push fails with the refusal at once (it does not wait for
+  // the hub's wait on the metadata to run out), and the hub keeps nothing.
+  const small = await startTestHub(t, { quota: 1000 })
+  const t0 = performance.now()
+  await assert.rejects(pushFlist(small.client(key), v1.file, { name: 'app', tag: 'v1', store: v1.store }), { code: 'HUB_QUOTA' })
+  assert.ok(performance.now() - t0 < 10_000)
+  for (let i = 0; i < 100 && (await census(small)).tmp.length > 0; i++) await new Promise((r) => setTimeout(r, 20))
+  const left = await census(small)
+  assert.deepEqual([left.tmp, left.packs, left.flists, left.versions], [[], [], [], 0])
+})
+
+test('push - metadata refused for want of packs (a hub that does not wait for them) is sent again once they are stored', async (t) => {
   const hub = await startTestHub(t)
   const key = newKey()
   const dir = await tempDir(t)
   const client = hub.client(key)
   const v1 = await packTree(t, dir, 'v1', tree(1), { signers: [key] })
-  // A client whose pack uploads say they have begun but start only once the hub has answered the metadata.
+  // A client whose pack uploads say they have begun but start only once the hub has answered the metadata, and
+  // whose metadata uploads do not ask the hub to wait (as with a hub that does not know `wait`).
   let answered!: () => void
   const firstAnswer = new Promise<void>((resolve) => (answered = resolve))
   const putPack = client.putPack.bind(client)
@@ -94,9 +130,11 @@ test('push - metadata that overtakes its packs (the hub had not seen them start)
   }
   const uploadFlist = client.uploadFlist.bind(client)
   const sent: string[] = []
-  client.uploadFlist = async (...args) => {
+  const waited: (number | undefined)[] = []
+  client.uploadFlist = async (ns, name, file, { waitS, ...options }) => {
+    waited.push(waitS)
     try {
-      const a = await uploadFlist(...args)
+      const a = await uploadFlist(ns, name, file, options)
       sent.push('ok')
       return a
     } catch (err) {
@@ -107,7 +145,12 @@ test('push - metadata that overtakes its packs (the hub had not seen them start)
     }
   }
   const r = await pushFlist(client, v1.file, { name: 'app', tag: 'v1', store: v1.store })
-  assert.deepEqual(sent, ['CHUNK_MISSING', 'ok'])
+  // Sent before the packs (asking the hub to wait), refused; then once they were all on their way (refused or
+  // not, depending on whether the hub saw the last one start); then once they were stored.
+  assert.equal(sent[0], 'CHUNK_MISSING')
+  assert.equal(sent.at(-1), 'ok')
+  assert.ok(sent.length === 2 || sent.length === 3, sent.join())
+  assert.ok(waited[0]! > 0, 'the first metadata upload asks the hub to wait for the packs')
   assert.equal(r.version.root, v1.root)
   assert.equal(r.uploadedPacks, packsOfFile(v1.file).size)
 })
