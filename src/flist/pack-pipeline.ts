@@ -52,6 +52,19 @@ interface PendingBlob {
 }
 
 /**
+ * A pack a worker has started but not finished: encodings too few to make a pack on their own. The next encode
+ * request that has room takes it over and appends to it, so that the worker, not this thread, copies and hashes
+ * the bytes of (almost) every pack.
+ */
+export interface OpenPack {
+  /** The whole output buffer; data[0, bytes) holds the encodings so far. */
+  readonly buffer: Buffer
+  readonly bytes: number
+  readonly blobs: readonly PendingBlob[]
+  readonly offsets: readonly { offset: number; length: number }[]
+}
+
+/**
  * Accumulates encoded chunks into packs and stores each pack once it reaches the target size. Small encodings
  * are copied into a reused pack buffer (a fresh buffer per pack would cost its page faults).
  */
@@ -60,6 +73,7 @@ class PackBuilder {
   private buffer: Buffer | undefined
   private bytes = 0
   private readonly inflight = new Set<Promise<void>>()
+  private readonly open: OpenPack[] = []
   packs = 0
   storedBytes = 0
 
@@ -114,12 +128,34 @@ class PackBuilder {
     tracked.catch(() => {})
   }
 
+  /** An open pack with room for `need` more bytes, taken out of the builder (the caller hands it to a worker). */
+  takeOpen(need: number): OpenPack | undefined {
+    const i = this.open.findIndex((p) => p.bytes + need <= p.buffer.length)
+    return i < 0 ? undefined : this.open.splice(i, 1)[0]
+  }
+
+  keepOpen(pack: OpenPack): void {
+    this.open.push(pack)
+  }
+
   /** Waits until at most `max` packs are being written (back-pressure). */
   async settle(max: number): Promise<void> {
     while (this.inflight.size > max) await Promise.race(this.inflight)
   }
 
   async finish(): Promise<void> {
+    // What is left open: one pack as it is; several are joined here (at most one per concurrent batch).
+    const open = this.open.splice(0)
+    if (open.length === 1 && this.blobs.length === 0) {
+      const p = open[0]!
+      const data = p.buffer.subarray(0, p.bytes)
+      this.track(createHash('sha256').update(data).digest('hex'), data, p.blobs, p.offsets)
+    } else {
+      for (const p of open) {
+        p.blobs.forEach((b, i) => this.add(b, p.buffer.subarray(p.offsets[i]!.offset, p.offsets[i]!.offset + p.offsets[i]!.length)))
+        this.buffers.give(p.buffer.buffer as ArrayBuffer)
+      }
+    }
     this.flush()
     await Promise.all(this.inflight)
   }
@@ -204,8 +240,9 @@ export class ChunkPipeline {
   private readonly buffers: Recyclers
 
   constructor(private readonly o: PipelineOptions) {
-    // Encodings of a full batch buffer fit in an output buffer, and so does a pack being assembled.
-    const output = Math.max(encodeBound(o.bufferSize) + (o.bufferSize >> 6), o.packSize + encodeBound(o.chunker.max))
+    // Encodings of a full batch buffer fit in an output buffer after an open pack (less than packSize / 2),
+    // and so does a pack being assembled.
+    const output = Math.max(o.packSize / 2 + encodeBound(o.bufferSize) + (o.bufferSize >> 6), o.packSize + encodeBound(o.chunker.max))
     this.buffers = recyclersOf(o.pool, o.bufferSize, output)
     this.packs = new PackBuilder(o.store, o.writer, o.packSize, this.buffers.outputs)
   }
@@ -356,6 +393,9 @@ export class ChunkPipeline {
       return
     }
     const bases = await this.readBases(items)
+    let need = 0
+    for (const item of items) need += encodeBound(item.length)
+    const open = this.packs.takeOpen(need)
     const encode: EncodeRequest = {
       op: 'encode',
       data: buf,
@@ -364,7 +404,8 @@ export class ChunkPipeline {
       ...(key ? { key: new Uint8Array(key) } : {}),
       ...(bases.chunks.length ? { bases: { data: bases.data, chunks: bases.chunks } } : {}),
       packMin: this.o.packSize / 2,
-      out: this.buffers.outputs.take(this.buffers.outputs.capacity),
+      out: open?.buffer ?? this.buffers.outputs.take(this.buffers.outputs.capacity),
+      prefix: open?.bytes ?? 0,
     }
     const transfer = [buf.buffer as ArrayBuffer, encode.out.buffer as ArrayBuffer, ...(bases.chunks.length ? [bases.data.buffer as ArrayBuffer] : [])]
     const enc = (await pool.run(encode, transfer)) as EncodeResponse
@@ -378,12 +419,14 @@ export class ChunkPipeline {
         ...(codec === CODEC_ZSTD_DELTA ? { baseId: this.chunkIds.get(item.baseSid!)!, baseSid: item.baseSid! } : {}),
       }
     }
-    const blobs = enc.blobs.map((b, i) => describe(i, b.codec))
+    const mine = enc.blobs.map((b, i) => describe(i, b.codec))
+    const blobs = open ? [...open.blobs, ...mine] : mine
+    const offsets = open ? [...open.offsets, ...enc.blobs] : enc.blobs
     if (enc.id !== undefined) {
-      this.packs.addPack(enc.id, enc.data, blobs, enc.blobs)
+      this.packs.addPack(enc.id, enc.data, blobs, offsets)
     } else {
-      enc.blobs.forEach((b, i) => this.packs.add(blobs[i]!, enc.data.subarray(b.offset, b.offset + b.length)))
-      this.buffers.outputs.give(enc.data.buffer as ArrayBuffer)
+      // Too small for a pack of its own: the next batch's worker appends to it.
+      this.packs.keepOpen({ buffer: Buffer.from(enc.data.buffer, 0, enc.data.buffer.byteLength), bytes: enc.data.byteLength, blobs, offsets })
     }
     await this.packs.settle(4)
   }

@@ -69,16 +69,20 @@ export interface EncodeRequest {
   packMin: number
   /** Where to write the encoded chunks (returned as `data`), if large enough. */
   out: Uint8Array
+  /** out[0, prefix) already holds encoded chunks of an open pack: write after them and return them too. */
+  prefix: number
 }
 /**
- * The encoded chunks, back to back in one buffer. When they add up to at least `packMin` bytes the buffer is a
- * finished pack and `id` is its name (computed here, so that the main thread neither copies nor hashes it);
- * otherwise the packer groups them with others.
+ * The encoded chunks, back to back in one buffer after the request's prefix. When the buffer adds up to at least
+ * `packMin` bytes it is a finished pack and `id` is its name (computed here, so that the main thread neither
+ * copies nor hashes it); otherwise the packer keeps it open for the next request.
  */
 export interface EncodeResponse {
   /** The request's data, handed back for reuse. */
   source: Uint8Array
+  /** The prefix and the new encodings: data.buffer is `out`'s, or a larger one when `out` was too small. */
   data: Uint8Array
+  /** The request's items (offsets into `data`, after the prefix). */
   blobs: { codec: number; offset: number; length: number }[]
   id?: string
 }
@@ -176,9 +180,14 @@ function handle(req: WorkerRequest): { value: WorkerResponse; transfer: ArrayBuf
   }
   const key = req.key ? Buffer.from(req.key) : undefined
   const bases = decodeBases(req.bases, key)
-  const need = req.items.reduce((n, item) => n + encodeBound(item.length), 0)
-  const out = req.out.byteLength >= need ? Buffer.from(req.out.buffer, req.out.byteOffset, req.out.byteLength) : Buffer.allocUnsafeSlow(need)
-  let offset = 0
+  const need = req.items.reduce((n, item) => n + encodeBound(item.length), req.prefix)
+  let out = Buffer.from(req.out.buffer, req.out.byteOffset, req.out.byteLength)
+  if (out.length < need) {
+    const larger = Buffer.allocUnsafeSlow(need)
+    out.copy(larger, 0, 0, req.prefix)
+    out = larger
+  }
+  let offset = req.prefix
   const blobs = req.items.map((item) => {
     const plain = req.data.subarray(item.offset, item.offset + item.length)
     const { codec, length } = encoder.encodeInto(plain, item.sid, { level: req.level, base: item.base === undefined ? undefined : bases[item.base], key }, out, offset)
