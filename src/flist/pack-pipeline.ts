@@ -122,7 +122,7 @@ class PackBuilder {
     })
     const tracked = p.finally(() => {
       this.inflight.delete(tracked)
-      this.buffers.give(data.buffer as ArrayBuffer)
+      this.buffers.give(data.buffer)
     })
     this.inflight.add(tracked)
     tracked.catch(() => {})
@@ -153,7 +153,7 @@ class PackBuilder {
     } else {
       for (const p of open) {
         p.blobs.forEach((b, i) => this.add(b, p.buffer.subarray(p.offsets[i]!.offset, p.offsets[i]!.offset + p.offsets[i]!.length)))
-        this.buffers.give(p.buffer.buffer as ArrayBuffer)
+        this.buffers.give(p.buffer.buffer)
       }
     }
     this.flush()
@@ -164,11 +164,16 @@ class PackBuilder {
 /**
  * Buffers, reused: touching fresh memory costs a page fault per 4 KiB (about 3 ms per MiB on the VMs we measure
  * on: more than reading or compressing those bytes). Batch buffers go to a worker and come back with the answer,
- * encode outputs come back with the encoded chunks and return once their pack is written (transferred both
- * ways, never copied).
+ * encode outputs come back with the encoded chunks and return once their pack is written; one side at a time
+ * uses a buffer.
+ *
+ * They are SharedArrayBuffers, passed to the workers and back without a transfer: V8 counts every transferred
+ * ArrayBuffer that arrives as new external memory of the young generation, and once that reaches a few tens of
+ * MB, each small allocation of a backing store (a Buffer, an fs request) starts a scavenge: this thread ran
+ * three dozen of them per Debian root, for nothing. Shared memory is not counted.
  */
 class BufferRecycler {
-  private readonly free: ArrayBuffer[] = []
+  private readonly free: ArrayBufferLike[] = []
 
   constructor(
     readonly capacity: number,
@@ -179,12 +184,17 @@ class BufferRecycler {
   take(size: number): Buffer {
     const i = this.free.findIndex((b) => b.byteLength >= size)
     if (i >= 0) return Buffer.from(this.free.splice(i, 1)[0]!, 0, size)
-    return Buffer.from(Buffer.allocUnsafeSlow(Math.max(size, this.capacity)).buffer, 0, size)
+    return Buffer.from(new SharedArrayBuffer(Math.max(size, this.capacity)), 0, size)
   }
 
-  give(buffer: ArrayBuffer): void {
+  give(buffer: ArrayBufferLike): void {
     if (buffer.byteLength >= this.capacity && this.free.length < this.keep) this.free.push(buffer)
   }
+}
+
+/** The buffers among these that must be transferred (shared ones are passed as they are). */
+function movable(...buffers: ArrayBufferLike[]): ArrayBuffer[] {
+  return buffers.filter((b): b is ArrayBuffer => !(b instanceof SharedArrayBuffer))
 }
 
 interface Recyclers {
@@ -339,7 +349,7 @@ export class ChunkPipeline {
   async runBatch(data: Uint8Array, parts: readonly BatchPart[]): Promise<void> {
     const { pool, store, chunker, key } = this.o
     const request: ChunkPart[] = parts.map((p) => ({ start: p.start, length: p.length, final: p.final, ...(p.read ? { read: p.read } : {}) }))
-    const res = (await pool.run({ op: 'chunk', params: chunker, data, parts: request }, [data.buffer as ArrayBuffer])) as ChunkResponse
+    const res = (await pool.run({ op: 'chunk', params: chunker, data, parts: request }, movable(data.buffer))) as ChunkResponse
     const buf = res.data
 
     const fresh: { file: FileState; idx: number; sid: string; hash: Buffer; offset: number; length: number }[] = []
@@ -389,7 +399,7 @@ export class ChunkPipeline {
       f.fileOffset += r.consumed
     })
     if (items.length === 0) {
-      this.buffers.batches.give(buf.buffer as ArrayBuffer)
+      this.buffers.batches.give(buf.buffer)
       return
     }
     const bases = await this.readBases(items)
@@ -407,9 +417,9 @@ export class ChunkPipeline {
       out: open?.buffer ?? this.buffers.outputs.take(this.buffers.outputs.capacity),
       prefix: open?.bytes ?? 0,
     }
-    const transfer = [buf.buffer as ArrayBuffer, encode.out.buffer as ArrayBuffer, ...(bases.chunks.length ? [bases.data.buffer as ArrayBuffer] : [])]
+    const transfer = movable(buf.buffer, encode.out.buffer, ...(bases.chunks.length ? [bases.data.buffer] : []))
     const enc = (await pool.run(encode, transfer)) as EncodeResponse
-    this.buffers.batches.give(enc.source.buffer as ArrayBuffer)
+    this.buffers.batches.give(enc.source.buffer)
     const describe = (i: number, codec: number): PendingBlob => {
       const item = items[i]!
       if (codec === CODEC_ZSTD_DELTA) this.stats.deltaChunks++

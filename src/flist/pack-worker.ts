@@ -150,6 +150,11 @@ function decodeBases(bases: EncodeRequest['bases'], key: Buffer | undefined): Bu
   })
 }
 
+/** The buffers among these that must be transferred back (the packer's own are shared). */
+function movable(...buffers: ArrayBufferLike[]): ArrayBuffer[] {
+  return buffers.filter((b): b is ArrayBuffer => !(b instanceof SharedArrayBuffer))
+}
+
 function handle(req: WorkerRequest): { value: WorkerResponse; transfer: ArrayBuffer[] } {
   if (req.op === 'chunk') {
     const key = JSON.stringify(req.params)
@@ -176,7 +181,7 @@ function handle(req: WorkerRequest): { value: WorkerResponse; transfer: ArrayBuf
       at += lengths.length
       return { length, lengths, hashes: mine, consumed }
     })
-    return { value: { data: req.data, parts }, transfer: [req.data.buffer as ArrayBuffer, hashes.buffer] }
+    return { value: { data: req.data, parts }, transfer: movable(req.data.buffer, hashes.buffer) }
   }
   const key = req.key ? Buffer.from(req.key) : undefined
   const bases = decodeBases(req.bases, key)
@@ -196,7 +201,7 @@ function handle(req: WorkerRequest): { value: WorkerResponse; transfer: ArrayBuf
   })
   const data = out.subarray(0, offset)
   const id = offset >= req.packMin ? createHash('sha256').update(data).digest('hex') : undefined
-  return { value: { source: req.data, data, blobs, ...(id ? { id } : {}) }, transfer: [req.data.buffer as ArrayBuffer, out.buffer as ArrayBuffer] }
+  return { value: { source: req.data, data, blobs, ...(id ? { id } : {}) }, transfer: movable(req.data.buffer, out.buffer) }
 }
 
 parentPort?.on('message', (req: WorkerRequest) => {
