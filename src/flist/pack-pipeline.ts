@@ -167,10 +167,11 @@ class PackBuilder {
  * encode outputs come back with the encoded chunks and return once their pack is written; one side at a time
  * uses a buffer.
  *
- * They are SharedArrayBuffers, passed to the workers and back without a transfer: V8 counts every transferred
- * ArrayBuffer that arrives as new external memory of the young generation, and once that reaches a few tens of
- * MB, each small allocation of a backing store (a Buffer, an fs request) starts a scavenge: this thread ran
- * three dozen of them per Debian root, for nothing. Shared memory is not counted.
+ * Encode outputs are SharedArrayBuffers, passed to the workers and back without a transfer: V8 counts every
+ * transferred ArrayBuffer that arrives as new external memory of the young generation, and once that reaches a
+ * few tens of MB, each small allocation of a backing store (a Buffer, an fs request) starts a scavenge. Shared
+ * memory is not counted. Batch buffers stay ArrayBuffers (transferred): JavaScript reads bytes of a shared one
+ * about half as fast (the chunker), and copies out of it element by element.
  */
 class BufferRecycler {
   private readonly free: ArrayBufferLike[] = []
@@ -178,13 +179,15 @@ class BufferRecycler {
   constructor(
     readonly capacity: number,
     private readonly keep: number,
+    private readonly shared: boolean,
   ) {}
 
   /** A buffer of exactly `size` bytes, not zero-filled. */
   take(size: number): Buffer {
     const i = this.free.findIndex((b) => b.byteLength >= size)
     if (i >= 0) return Buffer.from(this.free.splice(i, 1)[0]!, 0, size)
-    return Buffer.from(new SharedArrayBuffer(Math.max(size, this.capacity)), 0, size)
+    const n = Math.max(size, this.capacity)
+    return Buffer.from(this.shared ? new SharedArrayBuffer(n) : Buffer.allocUnsafeSlow(n).buffer, 0, size)
   }
 
   give(buffer: ArrayBufferLike): void {
@@ -210,7 +213,7 @@ function recyclersOf(pool: WorkerPool<WorkerRequest, WorkerResponse>, batch: num
   let r = recyclers.get(pool)
   if (!r || r.batches.capacity !== batch || r.outputs.capacity !== output) {
     const keep = pool.size * 4 + 4
-    recyclers.set(pool, (r = { batches: new BufferRecycler(batch, keep), outputs: new BufferRecycler(output, keep) }))
+    recyclers.set(pool, (r = { batches: new BufferRecycler(batch, keep, false), outputs: new BufferRecycler(output, keep, true) }))
   }
   return r
 }
