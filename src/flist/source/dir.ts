@@ -6,7 +6,6 @@
 // filesystem is mostly small files. The walk yields to the event loop every few hundred entries.
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs'
 import { open, realpath, stat } from 'node:fs/promises'
-import { join } from 'node:path'
 import { errorMessage, zerr } from '../../core/errors.js'
 import { decodeName, joinPath } from './paths.js'
 import type { FileContent, ImageConfig, Source, SourceEntry } from './types.js'
@@ -46,13 +45,17 @@ export class DirSource implements Source {
     let xattrs: XattrMap | undefined
     pending.then((map) => (xattrs = map)).catch(() => {}) // a failure is rethrown by `await pending` below
     const held: SourceEntry[] = []
-    for await (const entry of this.walk('', this.root, { count: 0, links: new Map() })) {
+    let count = 0
+    for (const entry of this.walk()) {
+      if (++count % YIELD_EVERY === 0) await new Promise(setImmediate)
       if (xattrs === undefined) {
         held.push(entry)
         continue
       }
-      for (const e of held) yield withXattrs(e, xattrs)
-      held.length = 0
+      if (held.length > 0) {
+        for (const e of held) yield withXattrs(e, xattrs)
+        held.length = 0
+      }
       yield withXattrs(entry, xattrs)
     }
     const map = await pending
@@ -65,26 +68,43 @@ export class DirSource implements Source {
 
   async close(): Promise<void> {}
 
-  private async *walk(rel: string, abs: string, state: WalkState): AsyncGenerator<SourceEntry> {
-    if (rel === '') yield entryOf('', abs, fsCall(abs, () => lstatSync(abs, { bigint: true })), state.links)
+  /**
+   * The tree depth first, a directory before its children, synchronously: one generator with a stack of open
+   * directories (a recursive async generator passed every entry up through each level, a promise per level).
+   */
+  private *walk(): Generator<SourceEntry> {
+    const links = new Map<string, string>()
+    const root = this.root
+    yield entryOf('', root, fsCall(root, () => lstatSync(root, { bigint: true })), links)
+    const stack: OpenDir[] = [this.readDir('', root)]
+    while (stack.length > 0) {
+      const dir = stack[stack.length - 1]!
+      if (dir.next === dir.names.length) {
+        stack.pop()
+        continue
+      }
+      const name = dir.names[dir.next++]!
+      const path = joinPath(dir.rel, name)
+      const abs = dir.abs === '/' ? `/${name}` : `${dir.abs}/${name}`
+      const st = fsCall(abs, () => lstatSync(abs, { bigint: true }))
+      yield entryOf(path, abs, st, links)
+      if (st.isDirectory()) stack.push(this.readDir(path, abs))
+    }
+  }
+
+  /** A directory's names, sorted by their bytes. */
+  private readDir(rel: string, abs: string): OpenDir {
     const raw = fsCall(abs, () => readdirSync(abs, { encoding: 'buffer' }))
     raw.sort(Buffer.compare)
-    const names = raw.map((n) => decodeName(n, `${this.root}/${rel}`))
-    for (const name of names) {
-      const path = joinPath(rel, name)
-      const childAbs = join(abs, name)
-      const st = fsCall(childAbs, () => lstatSync(childAbs, { bigint: true }))
-      if (++state.count % YIELD_EVERY === 0) await new Promise(setImmediate)
-      yield entryOf(path, childAbs, st, state.links)
-      if (st.isDirectory()) yield* this.walk(path, childAbs, state)
-    }
+    return { rel, abs, names: raw.map((n) => decodeName(n, `${this.root}/${rel}`)), next: 0 }
   }
 }
 
-interface WalkState {
-  count: number
-  /** "dev:ino" → path of the first regular file seen with that inode. */
-  readonly links: Map<string, string>
+interface OpenDir {
+  readonly rel: string
+  readonly abs: string
+  readonly names: readonly string[]
+  next: number
 }
 
 function withXattrs(entry: SourceEntry, map: XattrMap): SourceEntry {
