@@ -95,9 +95,18 @@ const encoder = new ChunkEncoder()
 
 // Warm the chunking loop so V8 optimises it before real data arrives (the first megabytes of a cold worker
 // otherwise run at a quarter of the speed). Half a megabyte gets it compiled; more only costs CPU while the
-// main thread, on the same cores, is still loading.
+// main thread, on the same cores, is still loading. Every branch of the loop runs first with tiny parameters
+// (too few iterations to optimise anything): optimised code compiled without feedback for a branch is thrown
+// away when real data first takes it, and the loop's on-stack-replacement code was re-entered and thrown away
+// again for every batch (15 times per worker on a Debian root: the second loop, after the average size, had
+// never run when the first loop was compiled).
 {
   const warm = randomFillSync(new Uint8Array(512 * 1024))
+  const tiny = new Chunker({ algorithm: 'fastcdc-gear32-v1', min: 64, avg: 256, max: 1024 })
+  tiny.split(warm, 8 * 1024, true) // cuts in both loops
+  tiny.split(warm, 8 * 1024, false) // a tail held back for the next segment
+  tiny.split(warm, 32, true) // shorter than the minimum
+  tiny.split(new Uint8Array(4 * 1024), 4 * 1024, true) // equal bytes: no cut before the maximum
   new Chunker().split(warm, warm.length, true)
 }
 
