@@ -3,7 +3,7 @@
 //   batch buffer ──► worker: read local files, FastCDC, SHA-256 ──► claim (this flist) / lookup (store index)
 //   ──► delta bases from the store's path hints ──► worker: encode ──► PackBuilder ──► store.putPack
 import { BufferLru } from '../core/lru.js'
-import { createHash, createHmac } from 'node:crypto'
+import { createHash, createHmac, hash } from 'node:crypto'
 import { zerr } from '../core/errors.js'
 import type { WorkerPool } from '../core/worker-pool.js'
 import type { ChunkLocation, WritableStore } from '../store/types.js'
@@ -218,6 +218,9 @@ function recyclersOf(pool: WorkerPool<WorkerRequest, WorkerResponse>, batch: num
   return r
 }
 
+/** The old-version index of a file that has none (most files of a first pack). */
+const NO_SIDS: ReadonlyMap<string, number> = new Map()
+
 /** A new chunk of a batch, to encode. */
 interface Item {
   file: FileState
@@ -277,7 +280,7 @@ export class ChunkPipeline {
     const key = this.o.key
     return key
       ? createHmac('sha256', key).update('zos-path-hint-v1').update(path).digest('hex')
-      : createHash('sha256').update('zos-path-hint-v1').update(path).digest('hex')
+      : hash('sha256', `zos-path-hint-v1${path}`, 'hex') // one call per file, no Hash object: the same digest
   }
 
   async openFile(ino: number, path: string): Promise<FileState> {
@@ -303,7 +306,7 @@ export class ChunkPipeline {
       const hintKey = keys[i]!
       const oldSids = hints?.get(hintKey) ?? []
       return {
-        ino: f.ino, path: f.path, hintKey, oldSids, oldIndex: new Map(oldSids.map((s, j) => [s, j] as const)),
+        ino: f.ino, path: f.path, hintKey, oldSids, oldIndex: oldSids.length ? new Map(oldSids.map((s, j) => [s, j] as const)) : NO_SIDS,
         sids: [], extents: [], fileOffset: 0, carry: new Uint8Array(0),
       }
     })
