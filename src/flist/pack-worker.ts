@@ -124,6 +124,12 @@ class CodedError extends Error {
 function readInto(data: Uint8Array, at: number, read: LocalRead): void {
   const fd = openSync(read.path, constants.O_RDONLY | constants.O_NOFOLLOW)
   try {
+    if (read.offset === 0 && read.length === read.fileSize && at + read.length < data.byteLength) {
+      // A whole file (most are): ask for one byte more; a short read that ends exactly at its size is the end
+      // of the file, which checks the size without an fstat.
+      readWhole(fd, data, at, read)
+      return
+    }
     if (fstatSync(fd).size !== read.fileSize) throw new CodedError('SOURCE_CHANGED', `${read.path} changed size while it was being packed`)
     let done = 0
     while (done < read.length) {
@@ -134,6 +140,20 @@ function readInto(data: Uint8Array, at: number, read: LocalRead): void {
   } finally {
     closeSync(fd)
   }
+}
+
+/** readInto for a whole file, into data[at, at+length] (one byte more, put back after). */
+function readWhole(fd: number, data: Uint8Array, at: number, read: LocalRead): void {
+  const after = data[at + read.length]!
+  let done = 0
+  for (;;) {
+    const want = read.length + 1 - done
+    const n = readSync(fd, data, at + done, want, done)
+    done += n
+    if (n === 0 || done > read.length || (n < want && done === read.length)) break
+  }
+  data[at + read.length] = after
+  if (done !== read.length) throw new CodedError('SOURCE_CHANGED', `${read.path} changed size while it was being packed`)
 }
 
 /**
