@@ -220,6 +220,8 @@ function recyclersOf(pool: WorkerPool<WorkerRequest, WorkerResponse>, batch: num
 
 /** The old-version index of a file that has none (most files of a first pack). */
 const NO_SIDS: ReadonlyMap<string, number> = new Map()
+/** The carry of a file not yet chunked (carries are replaced, never written to). */
+const NO_BYTES = new Uint8Array(0)
 
 /** A new chunk of a batch, to encode. */
 interface Item {
@@ -307,7 +309,7 @@ export class ChunkPipeline {
       const oldSids = hints?.get(hintKey) ?? []
       return {
         ino: f.ino, path: f.path, hintKey, oldSids, oldIndex: oldSids.length ? new Map(oldSids.map((s, j) => [s, j] as const)) : NO_SIDS,
-        sids: [], extents: [], fileOffset: 0, carry: new Uint8Array(0),
+        sids: [], extents: [], fileOffset: 0, carry: NO_BYTES,
       }
     })
   }

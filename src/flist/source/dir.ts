@@ -11,6 +11,7 @@ import { decodeName, joinPath } from './paths.js'
 import type { FileContent, ImageConfig, Source, SourceEntry } from './types.js'
 import { readXattrs, type XattrMap } from './xattrs.js'
 
+const { S_IFMT, S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK } = constants
 const READ_CHUNK = 1 << 20
 const SMALL_FILE = 256 * 1024 // read in one synchronous call
 const YIELD_EVERY = 256 // entries between turns of the event loop
@@ -86,9 +87,9 @@ export class DirSource implements Source {
       const name = dir.names[dir.next++]!
       const path = joinPath(dir.rel, name)
       const abs = dir.abs === '/' ? `/${name}` : `${dir.abs}/${name}`
-      const st = fsCall(abs, () => lstatSync(abs, { bigint: true }))
-      yield entryOf(path, abs, st, links)
-      if (st.isDirectory()) stack.push(this.readDir(path, abs))
+      const entry = entryOf(path, abs, fsCall(abs, () => lstatSync(abs, { bigint: true })), links)
+      yield entry
+      if (entry.kind === 'dir') stack.push(this.readDir(path, abs))
     }
   }
 
@@ -112,37 +113,45 @@ function withXattrs(entry: SourceEntry, map: XattrMap): SourceEntry {
   return xattrs === undefined ? entry : { ...entry, xattrs }
 }
 
+/**
+ * The entry for one lstat result. The type comes from the mode as a number: BigIntStats' isFile() and friends
+ * allocate three BigInts per question, and this runs for every name in the tree.
+ */
 function entryOf(path: string, abs: string, st: BigIntStats, links: Map<string, string>): SourceEntry {
-  const base = {
-    path,
-    mode: Number(st.mode & 0o7777n),
-    uid: Number(st.uid),
-    gid: Number(st.gid),
-    mtimeNs: st.mtimeNs,
-    atimeNs: st.atimeNs,
-    ctimeNs: st.ctimeNs,
-    size: 0,
-  }
-  if (st.isFile()) {
-    if (st.nlink > 1n) {
-      const key = `${st.dev}:${st.ino}`
-      const first = links.get(key)
-      if (first !== undefined) return { ...base, kind: 'hardlink', target: first }
-      links.set(key, path)
+  const mode = Number(st.mode)
+  const perm = mode & 0o7777
+  const uid = Number(st.uid)
+  const gid = Number(st.gid)
+  const { mtimeNs, atimeNs, ctimeNs } = st
+  switch (mode & S_IFMT) {
+    case S_IFREG: {
+      if (st.nlink > 1n) {
+        const key = `${st.dev}:${st.ino}`
+        const first = links.get(key)
+        if (first !== undefined) return { path, kind: 'hardlink', mode: perm, uid, gid, mtimeNs, atimeNs, ctimeNs, size: 0, target: first }
+        links.set(key, path)
+      }
+      const size = Number(st.size)
+      return { path, kind: 'file', mode: perm, uid, gid, mtimeNs, atimeNs, ctimeNs, size, content: new LocalFile(abs, size, st.dev, st.ino) }
     }
-    return { ...base, kind: 'file', size: Number(st.size), content: fileContent(abs, Number(st.size), st.dev, st.ino) }
+    case S_IFDIR:
+      return { path, kind: 'dir', mode: perm, uid, gid, mtimeNs, atimeNs, ctimeNs, size: 0 }
+    case S_IFLNK: {
+      const target = decodeName(fsCall(abs, () => readlinkSync(abs, { encoding: 'buffer' })), `target of symlink ${abs}`)
+      return { path, kind: 'symlink', mode: perm, uid, gid, mtimeNs, atimeNs, ctimeNs, size: 0, target }
+    }
+    case S_IFCHR:
+    case S_IFBLK: {
+      const kind = (mode & S_IFMT) === S_IFCHR ? 'char' : 'block'
+      return { path, kind, mode: perm, uid, gid, mtimeNs, atimeNs, ctimeNs, size: 0, rdevMajor: major(st.rdev), rdevMinor: minor(st.rdev) }
+    }
+    case S_IFIFO:
+      return { path, kind: 'fifo', mode: perm, uid, gid, mtimeNs, atimeNs, ctimeNs, size: 0 }
+    case S_IFSOCK:
+      return { path, kind: 'socket', mode: perm, uid, gid, mtimeNs, atimeNs, ctimeNs, size: 0 }
+    default:
+      throw zerr('UNSUPPORTED', `${abs} has an unknown file type (mode ${mode.toString(8)})`, { path: abs })
   }
-  if (st.isDirectory()) return { ...base, kind: 'dir' }
-  if (st.isSymbolicLink()) {
-    const target = fsCall(abs, () => readlinkSync(abs, { encoding: 'buffer' }))
-    return { ...base, kind: 'symlink', target: decodeName(target, `target of symlink ${abs}`) }
-  }
-  if (st.isCharacterDevice() || st.isBlockDevice()) {
-    return { ...base, kind: st.isCharacterDevice() ? 'char' : 'block', rdevMajor: major(st.rdev), rdevMinor: minor(st.rdev) }
-  }
-  if (st.isFIFO()) return { ...base, kind: 'fifo' }
-  if (st.isSocket()) return { ...base, kind: 'socket' }
-  throw zerr('UNSUPPORTED', `${abs} has an unknown file type (mode ${st.mode.toString(8)})`, { path: abs })
 }
 
 // glibc's dev_t encoding (gnu_dev_major / gnu_dev_minor).
@@ -157,42 +166,55 @@ function minor(dev: bigint): number {
 /**
  * Reads a file in 1 MiB pieces. The file must still be the one that was walked and keep its size: a file written
  * while it is packed would give an flist whose content matches no moment of the file, so that is an error.
+ * (A class, not closures: one object per file of the tree.)
  */
-function fileContent(abs: string, size: number, dev: bigint, ino: bigint): FileContent {
-  const changed = (how: string): Error =>
-    zerr('SOURCE_CHANGED', `${abs} ${how} while it was being packed; pack a tree nobody is writing to (or a snapshot)`, { path: abs })
-  const same = (now: BigIntStats): void => {
-    if (now.ino !== ino || now.dev !== dev) throw changed('was replaced')
+class LocalFile implements FileContent {
+  readonly local: { readonly path: string; readonly offset: number; readonly fileSize: number }
+
+  constructor(
+    private readonly abs: string,
+    private readonly size: number,
+    private readonly dev: bigint,
+    private readonly ino: bigint,
+  ) {
+    this.local = { path: abs, offset: 0, fileSize: size }
   }
-  return {
-    local: { path: abs, offset: 0, fileSize: size },
-    async *stream(): AsyncGenerator<Buffer> {
-      if (size <= SMALL_FILE) {
-        const data = readSmall(abs, size, same, changed)
-        if (size > 0) yield data
-        return
+
+  private changed(how: string): Error {
+    return zerr('SOURCE_CHANGED', `${this.abs} ${how} while it was being packed; pack a tree nobody is writing to (or a snapshot)`, { path: this.abs })
+  }
+
+  private same(now: BigIntStats): void {
+    if (now.ino !== this.ino || now.dev !== this.dev) throw this.changed('was replaced')
+  }
+
+  async *stream(): AsyncGenerator<Buffer> {
+    const { abs, size } = this
+    if (size <= SMALL_FILE) {
+      const data = readSmall(abs, size, (st) => this.same(st), (how) => this.changed(how))
+      if (size > 0) yield data
+      return
+    }
+    const fh = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW).catch((err: unknown) => {
+      throw fsError(abs, err)
+    })
+    try {
+      this.same(await fh.stat({ bigint: true }))
+      let pos = 0
+      for (;;) {
+        const want = Math.min(READ_CHUNK, size - pos + 1) // one byte more than expected reveals a file that grew
+        const buf = Buffer.allocUnsafe(want)
+        const { bytesRead } = await fh.read(buf, 0, want, pos)
+        if (bytesRead === 0) break
+        pos += bytesRead
+        if (pos > size) throw this.changed('grew')
+        yield bytesRead === want ? buf : buf.subarray(0, bytesRead)
+        if (bytesRead < want && pos === size) break // short read exactly at the expected end: end of file
       }
-      const fh = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW).catch((err: unknown) => {
-        throw fsError(abs, err)
-      })
-      try {
-        same(await fh.stat({ bigint: true }))
-        let pos = 0
-        for (;;) {
-          const want = Math.min(READ_CHUNK, size - pos + 1) // one byte more than expected reveals a file that grew
-          const buf = Buffer.allocUnsafe(want)
-          const { bytesRead } = await fh.read(buf, 0, want, pos)
-          if (bytesRead === 0) break
-          pos += bytesRead
-          if (pos > size) throw changed('grew')
-          yield bytesRead === want ? buf : buf.subarray(0, bytesRead)
-          if (bytesRead < want && pos === size) break // short read exactly at the expected end: end of file
-        }
-        if (pos !== size) throw changed('shrank')
-      } finally {
-        await fh.close()
-      }
-    },
+      if (pos !== size) throw this.changed('shrank')
+    } finally {
+      await fh.close()
+    }
   }
 }
 
