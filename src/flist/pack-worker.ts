@@ -179,7 +179,7 @@ function decodeBases(bases: EncodeRequest['bases'], key: Buffer | undefined): Bu
   })
 }
 
-/** The buffers among these that must be transferred back (the packer's own are shared). */
+/** The buffers among these that must be transferred back (shared ones, the packer's encode outputs, are not). */
 function movable(...buffers: ArrayBufferLike[]): ArrayBuffer[] {
   return buffers.filter((b): b is ArrayBuffer => !(b instanceof SharedArrayBuffer))
 }
