@@ -45,12 +45,20 @@ export function validateChunkerParams(p: ChunkerParams): void {
 
 export class Chunker {
   readonly params: ChunkerParams
+  // Copied out of `params`: next() then reads fields of this class only, whatever object the parameters came
+  // in (a frozen default, or a worker's structured-cloned copy): one shape for the optimised loop.
+  private readonly min: number
+  private readonly avg: number
+  private readonly max: number
   private readonly maskS: number
   private readonly maskL: number
 
   constructor(params: ChunkerParams = DEFAULT_CHUNKER) {
     validateChunkerParams(params)
     this.params = params
+    this.min = params.min
+    this.avg = params.avg
+    this.max = params.max
     const bits = Math.log2(params.avg)
     // Normalized chunking, level 2: a harder mask before the average size, an easier one after it.
     this.maskS = maskOfBits(bits + 2)
@@ -62,7 +70,7 @@ export class Chunker {
    * `final` is false, returns 0: the caller must supply more data (the boundary might lie beyond `end`).
    */
   next(buf: Uint8Array, start: number, end: number, final: boolean): number {
-    const { min, avg, max } = this.params
+    const { min, avg, max } = this
     const remaining = end - start
     if (remaining <= 0) return 0
     if (!final && remaining < max) return 0

@@ -3,7 +3,7 @@
 //   batch buffer ──► worker: read local files, FastCDC, SHA-256 ──► claim (this flist) / lookup (store index)
 //   ──► delta bases from the store's path hints ──► worker: encode ──► PackBuilder ──► store.putPack
 import { BufferLru } from '../core/lru.js'
-import { createHash, createHmac } from 'node:crypto'
+import { createHash, createHmac, hash } from 'node:crypto'
 import { zerr } from '../core/errors.js'
 import type { WorkerPool } from '../core/worker-pool.js'
 import type { ChunkLocation, WritableStore } from '../store/types.js'
@@ -52,6 +52,19 @@ interface PendingBlob {
 }
 
 /**
+ * A pack a worker has started but not finished: encodings too few to make a pack on their own. The next encode
+ * request that has room takes it over and appends to it, so that the worker, not this thread, copies and hashes
+ * the bytes of (almost) every pack.
+ */
+export interface OpenPack {
+  /** The whole output buffer; data[0, bytes) holds the encodings so far. */
+  readonly buffer: Buffer
+  readonly bytes: number
+  readonly blobs: readonly PendingBlob[]
+  readonly offsets: readonly { offset: number; length: number }[]
+}
+
+/**
  * Accumulates encoded chunks into packs and stores each pack once it reaches the target size. Small encodings
  * are copied into a reused pack buffer (a fresh buffer per pack would cost its page faults).
  */
@@ -60,6 +73,7 @@ class PackBuilder {
   private buffer: Buffer | undefined
   private bytes = 0
   private readonly inflight = new Set<Promise<void>>()
+  private readonly open: OpenPack[] = []
   packs = 0
   storedBytes = 0
 
@@ -108,10 +122,20 @@ class PackBuilder {
     })
     const tracked = p.finally(() => {
       this.inflight.delete(tracked)
-      this.buffers.give(data.buffer as ArrayBuffer)
+      this.buffers.give(data.buffer)
     })
     this.inflight.add(tracked)
     tracked.catch(() => {})
+  }
+
+  /** An open pack with room for `need` more bytes, taken out of the builder (the caller hands it to a worker). */
+  takeOpen(need: number): OpenPack | undefined {
+    const i = this.open.findIndex((p) => p.bytes + need <= p.buffer.length)
+    return i < 0 ? undefined : this.open.splice(i, 1)[0]
+  }
+
+  keepOpen(pack: OpenPack): void {
+    this.open.push(pack)
   }
 
   /** Waits until at most `max` packs are being written (back-pressure). */
@@ -120,6 +144,18 @@ class PackBuilder {
   }
 
   async finish(): Promise<void> {
+    // What is left open: one pack as it is; several are joined here (at most one per concurrent batch).
+    const open = this.open.splice(0)
+    if (open.length === 1 && this.blobs.length === 0) {
+      const p = open[0]!
+      const data = p.buffer.subarray(0, p.bytes)
+      this.track(createHash('sha256').update(data).digest('hex'), data, p.blobs, p.offsets)
+    } else {
+      for (const p of open) {
+        p.blobs.forEach((b, i) => this.add(b, p.buffer.subarray(p.offsets[i]!.offset, p.offsets[i]!.offset + p.offsets[i]!.length)))
+        this.buffers.give(p.buffer.buffer)
+      }
+    }
     this.flush()
     await Promise.all(this.inflight)
   }
@@ -128,27 +164,40 @@ class PackBuilder {
 /**
  * Buffers, reused: touching fresh memory costs a page fault per 4 KiB (about 3 ms per MiB on the VMs we measure
  * on: more than reading or compressing those bytes). Batch buffers go to a worker and come back with the answer,
- * encode outputs come back with the encoded chunks and return once their pack is written (transferred both
- * ways, never copied).
+ * encode outputs come back with the encoded chunks and return once their pack is written; one side at a time
+ * uses a buffer.
+ *
+ * Encode outputs are SharedArrayBuffers, passed to the workers and back without a transfer: V8 counts every
+ * transferred ArrayBuffer that arrives as new external memory of the young generation, and once that reaches a
+ * few tens of MB, each small allocation of a backing store (a Buffer, an fs request) starts a scavenge. Shared
+ * memory is not counted. Batch buffers stay ArrayBuffers (transferred): JavaScript reads bytes of a shared one
+ * about half as fast (the chunker), and copies out of it element by element.
  */
 class BufferRecycler {
-  private readonly free: ArrayBuffer[] = []
+  private readonly free: ArrayBufferLike[] = []
 
   constructor(
     readonly capacity: number,
     private readonly keep: number,
+    private readonly shared: boolean,
   ) {}
 
   /** A buffer of exactly `size` bytes, not zero-filled. */
   take(size: number): Buffer {
     const i = this.free.findIndex((b) => b.byteLength >= size)
     if (i >= 0) return Buffer.from(this.free.splice(i, 1)[0]!, 0, size)
-    return Buffer.from(Buffer.allocUnsafeSlow(Math.max(size, this.capacity)).buffer, 0, size)
+    const n = Math.max(size, this.capacity)
+    return Buffer.from(this.shared ? new SharedArrayBuffer(n) : Buffer.allocUnsafeSlow(n).buffer, 0, size)
   }
 
-  give(buffer: ArrayBuffer): void {
+  give(buffer: ArrayBufferLike): void {
     if (buffer.byteLength >= this.capacity && this.free.length < this.keep) this.free.push(buffer)
   }
+}
+
+/** The buffers among these that must be transferred (shared ones are passed as they are). */
+function movable(...buffers: ArrayBufferLike[]): ArrayBuffer[] {
+  return buffers.filter((b): b is ArrayBuffer => !(b instanceof SharedArrayBuffer))
 }
 
 interface Recyclers {
@@ -164,10 +213,15 @@ function recyclersOf(pool: WorkerPool<WorkerRequest, WorkerResponse>, batch: num
   let r = recyclers.get(pool)
   if (!r || r.batches.capacity !== batch || r.outputs.capacity !== output) {
     const keep = pool.size * 4 + 4
-    recyclers.set(pool, (r = { batches: new BufferRecycler(batch, keep), outputs: new BufferRecycler(output, keep) }))
+    recyclers.set(pool, (r = { batches: new BufferRecycler(batch, keep, false), outputs: new BufferRecycler(output, keep, true) }))
   }
   return r
 }
+
+/** The old-version index of a file that has none (most files of a first pack). */
+const NO_SIDS: ReadonlyMap<string, number> = new Map()
+/** The carry of a file not yet chunked (carries are replaced, never written to). */
+const NO_BYTES = new Uint8Array(0)
 
 /** A new chunk of a batch, to encode. */
 interface Item {
@@ -204,8 +258,9 @@ export class ChunkPipeline {
   private readonly buffers: Recyclers
 
   constructor(private readonly o: PipelineOptions) {
-    // Encodings of a full batch buffer fit in an output buffer, and so does a pack being assembled.
-    const output = Math.max(encodeBound(o.bufferSize) + (o.bufferSize >> 6), o.packSize + encodeBound(o.chunker.max))
+    // Encodings of a full batch buffer fit in an output buffer after an open pack (less than packSize / 2),
+    // and so does a pack being assembled.
+    const output = Math.max(o.packSize / 2 + encodeBound(o.bufferSize) + (o.bufferSize >> 6), o.packSize + encodeBound(o.chunker.max))
     this.buffers = recyclersOf(o.pool, o.bufferSize, output)
     this.packs = new PackBuilder(o.store, o.writer, o.packSize, this.buffers.outputs)
   }
@@ -227,7 +282,7 @@ export class ChunkPipeline {
     const key = this.o.key
     return key
       ? createHmac('sha256', key).update('zos-path-hint-v1').update(path).digest('hex')
-      : createHash('sha256').update('zos-path-hint-v1').update(path).digest('hex')
+      : hash('sha256', `zos-path-hint-v1${path}`, 'hex') // one call per file, no Hash object: the same digest
   }
 
   async openFile(ino: number, path: string): Promise<FileState> {
@@ -253,8 +308,8 @@ export class ChunkPipeline {
       const hintKey = keys[i]!
       const oldSids = hints?.get(hintKey) ?? []
       return {
-        ino: f.ino, path: f.path, hintKey, oldSids, oldIndex: new Map(oldSids.map((s, j) => [s, j] as const)),
-        sids: [], extents: [], fileOffset: 0, carry: new Uint8Array(0),
+        ino: f.ino, path: f.path, hintKey, oldSids, oldIndex: oldSids.length ? new Map(oldSids.map((s, j) => [s, j] as const)) : NO_SIDS,
+        sids: [], extents: [], fileOffset: 0, carry: NO_BYTES,
       }
     })
   }
@@ -302,7 +357,7 @@ export class ChunkPipeline {
   async runBatch(data: Uint8Array, parts: readonly BatchPart[]): Promise<void> {
     const { pool, store, chunker, key } = this.o
     const request: ChunkPart[] = parts.map((p) => ({ start: p.start, length: p.length, final: p.final, ...(p.read ? { read: p.read } : {}) }))
-    const res = (await pool.run({ op: 'chunk', params: chunker, data, parts: request }, [data.buffer as ArrayBuffer])) as ChunkResponse
+    const res = (await pool.run({ op: 'chunk', params: chunker, data, parts: request }, movable(data.buffer))) as ChunkResponse
     const buf = res.data
 
     const fresh: { file: FileState; idx: number; sid: string; hash: Buffer; offset: number; length: number }[] = []
@@ -352,10 +407,13 @@ export class ChunkPipeline {
       f.fileOffset += r.consumed
     })
     if (items.length === 0) {
-      this.buffers.batches.give(buf.buffer as ArrayBuffer)
+      this.buffers.batches.give(buf.buffer)
       return
     }
     const bases = await this.readBases(items)
+    let need = 0
+    for (const item of items) need += encodeBound(item.length)
+    const open = this.packs.takeOpen(need)
     const encode: EncodeRequest = {
       op: 'encode',
       data: buf,
@@ -364,11 +422,12 @@ export class ChunkPipeline {
       ...(key ? { key: new Uint8Array(key) } : {}),
       ...(bases.chunks.length ? { bases: { data: bases.data, chunks: bases.chunks } } : {}),
       packMin: this.o.packSize / 2,
-      out: this.buffers.outputs.take(this.buffers.outputs.capacity),
+      out: open?.buffer ?? this.buffers.outputs.take(this.buffers.outputs.capacity),
+      prefix: open?.bytes ?? 0,
     }
-    const transfer = [buf.buffer as ArrayBuffer, encode.out.buffer as ArrayBuffer, ...(bases.chunks.length ? [bases.data.buffer as ArrayBuffer] : [])]
+    const transfer = movable(buf.buffer, encode.out.buffer, ...(bases.chunks.length ? [bases.data.buffer] : []))
     const enc = (await pool.run(encode, transfer)) as EncodeResponse
-    this.buffers.batches.give(enc.source.buffer as ArrayBuffer)
+    this.buffers.batches.give(enc.source.buffer)
     const describe = (i: number, codec: number): PendingBlob => {
       const item = items[i]!
       if (codec === CODEC_ZSTD_DELTA) this.stats.deltaChunks++
@@ -378,12 +437,14 @@ export class ChunkPipeline {
         ...(codec === CODEC_ZSTD_DELTA ? { baseId: this.chunkIds.get(item.baseSid!)!, baseSid: item.baseSid! } : {}),
       }
     }
-    const blobs = enc.blobs.map((b, i) => describe(i, b.codec))
+    const mine = enc.blobs.map((b, i) => describe(i, b.codec))
+    const blobs = open ? [...open.blobs, ...mine] : mine
+    const offsets = open ? [...open.offsets, ...enc.blobs] : enc.blobs
     if (enc.id !== undefined) {
-      this.packs.addPack(enc.id, enc.data, blobs, enc.blobs)
+      this.packs.addPack(enc.id, enc.data, blobs, offsets)
     } else {
-      enc.blobs.forEach((b, i) => this.packs.add(blobs[i]!, enc.data.subarray(b.offset, b.offset + b.length)))
-      this.buffers.outputs.give(enc.data.buffer as ArrayBuffer)
+      // Too small for a pack of its own: the next batch's worker appends to it.
+      this.packs.keepOpen({ buffer: Buffer.from(enc.data.buffer, 0, enc.data.buffer.byteLength), bytes: enc.data.byteLength, blobs, offsets })
     }
     await this.packs.settle(4)
   }

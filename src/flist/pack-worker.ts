@@ -69,16 +69,20 @@ export interface EncodeRequest {
   packMin: number
   /** Where to write the encoded chunks (returned as `data`), if large enough. */
   out: Uint8Array
+  /** out[0, prefix) already holds encoded chunks of an open pack: write after them and return them too. */
+  prefix: number
 }
 /**
- * The encoded chunks, back to back in one buffer. When they add up to at least `packMin` bytes the buffer is a
- * finished pack and `id` is its name (computed here, so that the main thread neither copies nor hashes it);
- * otherwise the packer groups them with others.
+ * The encoded chunks, back to back in one buffer after the request's prefix. When the buffer adds up to at least
+ * `packMin` bytes it is a finished pack and `id` is its name (computed here, so that the main thread neither
+ * copies nor hashes it); otherwise the packer keeps it open for the next request.
  */
 export interface EncodeResponse {
   /** The request's data, handed back for reuse. */
   source: Uint8Array
+  /** The prefix and the new encodings: data.buffer is `out`'s, or a larger one when `out` was too small. */
   data: Uint8Array
+  /** The request's items (offsets into `data`, after the prefix). */
   blobs: { codec: number; offset: number; length: number }[]
   id?: string
 }
@@ -91,9 +95,18 @@ const encoder = new ChunkEncoder()
 
 // Warm the chunking loop so V8 optimises it before real data arrives (the first megabytes of a cold worker
 // otherwise run at a quarter of the speed). Half a megabyte gets it compiled; more only costs CPU while the
-// main thread, on the same cores, is still loading.
+// main thread, on the same cores, is still loading. Every branch of the loop runs first with tiny parameters
+// (too few iterations to optimise anything): optimised code compiled without feedback for a branch is thrown
+// away when real data first takes it, and the loop's on-stack-replacement code was re-entered and thrown away
+// again for every batch (15 times per worker on a Debian root: the second loop, after the average size, had
+// never run when the first loop was compiled).
 {
   const warm = randomFillSync(new Uint8Array(512 * 1024))
+  const tiny = new Chunker({ algorithm: 'fastcdc-gear32-v1', min: 64, avg: 256, max: 1024 })
+  tiny.split(warm, 8 * 1024, true) // cuts in both loops
+  tiny.split(warm, 8 * 1024, false) // a tail held back for the next segment
+  tiny.split(warm, 32, true) // shorter than the minimum
+  tiny.split(new Uint8Array(4 * 1024), 4 * 1024, true) // equal bytes: no cut before the maximum
   new Chunker().split(warm, warm.length, true)
 }
 
@@ -111,6 +124,12 @@ class CodedError extends Error {
 function readInto(data: Uint8Array, at: number, read: LocalRead): void {
   const fd = openSync(read.path, constants.O_RDONLY | constants.O_NOFOLLOW)
   try {
+    if (read.offset === 0 && read.length === read.fileSize && at + read.length < data.byteLength) {
+      // A whole file (most are): ask for one byte more; a short read that ends exactly at its size is the end
+      // of the file, which checks the size without an fstat.
+      readWhole(fd, data, at, read)
+      return
+    }
     if (fstatSync(fd).size !== read.fileSize) throw new CodedError('SOURCE_CHANGED', `${read.path} changed size while it was being packed`)
     let done = 0
     while (done < read.length) {
@@ -121,6 +140,20 @@ function readInto(data: Uint8Array, at: number, read: LocalRead): void {
   } finally {
     closeSync(fd)
   }
+}
+
+/** readInto for a whole file, into data[at, at+length] (one byte more, put back after). */
+function readWhole(fd: number, data: Uint8Array, at: number, read: LocalRead): void {
+  const after = data[at + read.length]!
+  let done = 0
+  for (;;) {
+    const want = read.length + 1 - done
+    const n = readSync(fd, data, at + done, want, done)
+    done += n
+    if (n === 0 || done > read.length || (n < want && done === read.length)) break
+  }
+  data[at + read.length] = after
+  if (done !== read.length) throw new CodedError('SOURCE_CHANGED', `${read.path} changed size while it was being packed`)
 }
 
 /**
@@ -144,6 +177,11 @@ function decodeBases(bases: EncodeRequest['bases'], key: Buffer | undefined): Bu
       throw err
     }
   })
+}
+
+/** The buffers among these that must be transferred back (shared ones, the packer's encode outputs, are not). */
+function movable(...buffers: ArrayBufferLike[]): ArrayBuffer[] {
+  return buffers.filter((b): b is ArrayBuffer => !(b instanceof SharedArrayBuffer))
 }
 
 function handle(req: WorkerRequest): { value: WorkerResponse; transfer: ArrayBuffer[] } {
@@ -172,13 +210,18 @@ function handle(req: WorkerRequest): { value: WorkerResponse; transfer: ArrayBuf
       at += lengths.length
       return { length, lengths, hashes: mine, consumed }
     })
-    return { value: { data: req.data, parts }, transfer: [req.data.buffer as ArrayBuffer, hashes.buffer] }
+    return { value: { data: req.data, parts }, transfer: movable(req.data.buffer, hashes.buffer) }
   }
   const key = req.key ? Buffer.from(req.key) : undefined
   const bases = decodeBases(req.bases, key)
-  const need = req.items.reduce((n, item) => n + encodeBound(item.length), 0)
-  const out = req.out.byteLength >= need ? Buffer.from(req.out.buffer, req.out.byteOffset, req.out.byteLength) : Buffer.allocUnsafeSlow(need)
-  let offset = 0
+  const need = req.items.reduce((n, item) => n + encodeBound(item.length), req.prefix)
+  let out = Buffer.from(req.out.buffer, req.out.byteOffset, req.out.byteLength)
+  if (out.length < need) {
+    const larger = Buffer.allocUnsafeSlow(need)
+    out.copy(larger, 0, 0, req.prefix)
+    out = larger
+  }
+  let offset = req.prefix
   const blobs = req.items.map((item) => {
     const plain = req.data.subarray(item.offset, item.offset + item.length)
     const { codec, length } = encoder.encodeInto(plain, item.sid, { level: req.level, base: item.base === undefined ? undefined : bases[item.base], key }, out, offset)
@@ -187,7 +230,7 @@ function handle(req: WorkerRequest): { value: WorkerResponse; transfer: ArrayBuf
   })
   const data = out.subarray(0, offset)
   const id = offset >= req.packMin ? createHash('sha256').update(data).digest('hex') : undefined
-  return { value: { source: req.data, data, blobs, ...(id ? { id } : {}) }, transfer: [req.data.buffer as ArrayBuffer, out.buffer as ArrayBuffer] }
+  return { value: { source: req.data, data, blobs, ...(id ? { id } : {}) }, transfer: movable(req.data.buffer, out.buffer) }
 }
 
 parentPort?.on('message', (req: WorkerRequest) => {

@@ -330,6 +330,9 @@ export async function pack(options: PackOptions): Promise<PackResult> {
       while (tasks.size > pool.size * 8) await Promise.race(tasks)
     }
     flushBatch()
+    // The tree is complete: hash it into the root while the workers compress the last batches (a prefetch
+    // list of byte ranges changes the format version, which is hashed with the tree: then all at the end).
+    if (!firstError && !options.prefetch?.some((e) => typeof e !== 'string' && e.range)) writer.sealTree()
     while (tasks.size > 0) await Promise.all(tasks)
     if (firstError) throw firstError
     await pipeline.finish()

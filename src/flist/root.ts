@@ -72,19 +72,46 @@ class RootStream {
 
 /** The root hash of the metadata in `db`, a flist of format `version` (docs/flist-format.md §5). */
 export function computeRoot(db: Database.Database, version: number): Buffer {
-  const h = createHash('sha256')
-  const out = new RootStream(h)
-  out.bytes(Buffer.from(ROOT_DOMAIN))
-  out.byte(0)
-  for (const query of rootQueries(version)) {
-    out.byte(0x54) // 'T'
-    out.value(query.name)
-    const stmt = db.prepare(query.sql).raw(true).safeIntegers(true)
-    for (const row of stmt.iterate() as Iterable<unknown[]>) {
-      out.byte(0x52) // 'R'
-      for (const v of row) out.value(v)
+  return new RootHasher(version).digest(db)
+}
+
+/**
+ * The root hash, table by table: a writer that knows some tables are final can hash them early (the packer
+ * hashes the tree while the last file content is still being compressed) and the rest in digest(). The
+ * stream is the same as computeRoot's.
+ */
+export class RootHasher {
+  private readonly h = createHash('sha256')
+  private readonly out = new RootStream(this.h)
+  private readonly queries: ReadonlyArray<{ name: string; sql: string }>
+  private next = 0
+
+  constructor(readonly version: number) {
+    this.queries = rootQueries(version)
+    this.out.bytes(Buffer.from(ROOT_DOMAIN))
+    this.out.byte(0)
+  }
+
+  /** Hashes the tables not hashed yet, in order, up to and including `last` (all of them without it). */
+  through(db: Database.Database, last?: string): void {
+    if (last !== undefined && !this.queries.slice(this.next).some((q) => q.name === last)) throw new Error(`root hash: table ${last} is hashed already or unknown`)
+    while (this.next < this.queries.length) {
+      const query = this.queries[this.next++]!
+      this.out.byte(0x54) // 'T'
+      this.out.value(query.name)
+      const stmt = db.prepare(query.sql).raw(true).safeIntegers(true)
+      for (const row of stmt.iterate() as Iterable<unknown[]>) {
+        this.out.byte(0x52) // 'R'
+        for (const v of row) this.out.value(v)
+      }
+      if (query.name === last) return
     }
   }
-  out.flush()
-  return h.digest()
+
+  /** Hashes the remaining tables and returns the root. */
+  digest(db: Database.Database): Buffer {
+    this.through(db)
+    this.out.flush()
+    return this.h.digest()
+  }
 }

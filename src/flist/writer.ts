@@ -6,7 +6,7 @@ import { dirname, basename, join } from 'node:path'
 import { zerr } from '../core/errors.js'
 import type { KeyPair } from '../core/keys.js'
 import type { ChunkerParams } from './chunker.js'
-import { computeRoot } from './root.js'
+import { RootHasher } from './root.js'
 import { APPLICATION_ID, FORMAT_NAME, PREFETCH_RANGES_SQL, PREFETCH_RANGES_VERSION, ROOT_INO, SCHEMA_SQL, SIGNATURE_DOMAIN, S_IFDIR, S_IFMT, S_IFREG } from './schema.js'
 
 export interface InodeAttrs {
@@ -54,6 +54,8 @@ export class FlistWriter {
   private nextChunk = 1
   private done = false
   private version = BASE_VERSION
+  /** Set by sealTree: the root hash over the tree's tables, which may no longer change. */
+  private tree: RootHasher | undefined
   private readonly insInode: Database.Statement
   private readonly updInode: Database.Statement
   private readonly insDirent: Database.Statement
@@ -92,12 +94,17 @@ export class FlistWriter {
     return [a.mode, a.uid, a.gid, a.size, a.rdev, a.mtime, a.atime, a.ctime, a.target ?? null]
   }
 
+  private checkTreeOpen(): void {
+    if (this.tree) throw zerr('INTERNAL', 'flist writer: the tree was changed after sealTree()')
+  }
+
   setRoot(attrs: InodeAttrs, create = false): void {
     if (create) this.insInode.run(ROOT_INO, ...this.attrArgs(attrs))
     else this.updateInode(ROOT_INO, attrs)
   }
 
   addInode(parent: number, name: string, attrs: InodeAttrs): number {
+    this.checkTreeOpen()
     const ino = this.nextIno++
     this.insInode.run(ino, ...this.attrArgs(attrs))
     this.insDirent.run(parent, name, ino)
@@ -105,14 +112,17 @@ export class FlistWriter {
   }
 
   updateInode(ino: number, attrs: InodeAttrs): void {
+    this.checkTreeOpen()
     this.updInode.run(...this.attrArgs(attrs), ino)
   }
 
   addLink(parent: number, name: string, ino: number): void {
+    this.checkTreeOpen()
     this.insDirent.run(parent, name, ino)
   }
 
   addXattr(ino: number, name: string, value: Buffer): void {
+    this.checkTreeOpen()
     this.insXattr.run(ino, name, value)
   }
 
@@ -140,6 +150,7 @@ export class FlistWriter {
    */
   setPrefetch(rows: readonly PrefetchRow[]): void {
     if (rows.some((r) => r.range) && this.version < PREFETCH_RANGES_VERSION) {
+      this.checkTreeOpen() // the version is in the meta table, hashed with the tree
       this.db.exec(PREFETCH_RANGES_SQL)
       this.version = PREFETCH_RANGES_VERSION
       this.db.prepare("UPDATE meta SET value = ? WHERE key = 'version'").run(String(this.version))
@@ -176,17 +187,35 @@ export class FlistWriter {
     return ino
   }
 
+  /** Link counts: directories 2 + subdirectories, everything else the number of names it has. */
+  private setLinkCounts(): void {
+    this.db.exec(`UPDATE inode SET nlink = CASE WHEN (mode & ${0o170000}) = ${S_IFDIR}
+      THEN 2 + (SELECT count(*) FROM dirent d JOIN inode c ON c.ino = d.ino WHERE d.parent = inode.ino AND (c.mode & ${0o170000}) = ${S_IFDIR})
+      ELSE (SELECT count(*) FROM dirent d WHERE d.ino = inode.ino) END`)
+  }
+
+  /**
+   * Declares the tree complete (every inode, name and xattr added; no prefetch list of byte ranges to come):
+   * its link counts are set and its tables hashed into the root now, so that finish() only hashes the extents,
+   * tags and prefetch list. The packer calls this when the walk ends, while the last content is compressed.
+   * Changing the tree afterwards is an INTERNAL error.
+   */
+  sealTree(): void {
+    if (this.tree || this.done) return
+    this.setLinkCounts()
+    const tree = new RootHasher(this.version)
+    tree.through(this.db, 'xattr')
+    this.tree = tree
+  }
+
   /** Seals the metadata, signs it, and moves it into place. Returns the root hash. */
   async finish(signers: readonly KeyPair[] = []): Promise<Buffer> {
     if (this.done) throw zerr('INTERNAL', 'flist writer finished twice')
     const db = this.db
-    // Link counts: directories 2 + subdirectories, everything else the number of names it has.
-    db.exec(`UPDATE inode SET nlink = CASE WHEN (mode & ${0o170000}) = ${S_IFDIR}
-      THEN 2 + (SELECT count(*) FROM dirent d JOIN inode c ON c.ino = d.ino WHERE d.parent = inode.ino AND (c.mode & ${0o170000}) = ${S_IFDIR})
-      ELSE (SELECT count(*) FROM dirent d WHERE d.ino = inode.ino) END`)
+    if (!this.tree) this.setLinkCounts()
     const dangling = db.prepare('SELECT count(*) AS n FROM extent e LEFT JOIN chunk c ON c.id = e.chunk WHERE c.id IS NULL').get() as { n: number }
     if (dangling.n > 0) throw zerr('INTERNAL', `flist writer: ${dangling.n} extents reference chunks that were never stored`)
-    const root = computeRoot(db, this.version)
+    const root = (this.tree ?? new RootHasher(this.version)).digest(db)
     db.prepare('INSERT INTO seal (root) VALUES (?)').run(root)
     // secp256k1 is loaded only when something is signed: it costs tens of milliseconds at start.
     const { signDomain } = signers.length ? await import('../core/keys.js') : { signDomain: undefined }

@@ -6,12 +6,12 @@
 // filesystem is mostly small files. The walk yields to the event loop every few hundred entries.
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs'
 import { open, realpath, stat } from 'node:fs/promises'
-import { join } from 'node:path'
 import { errorMessage, zerr } from '../../core/errors.js'
 import { decodeName, joinPath } from './paths.js'
 import type { FileContent, ImageConfig, Source, SourceEntry } from './types.js'
 import { readXattrs, type XattrMap } from './xattrs.js'
 
+const { S_IFMT, S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK } = constants
 const READ_CHUNK = 1 << 20
 const SMALL_FILE = 256 * 1024 // read in one synchronous call
 const YIELD_EVERY = 256 // entries between turns of the event loop
@@ -46,13 +46,17 @@ export class DirSource implements Source {
     let xattrs: XattrMap | undefined
     pending.then((map) => (xattrs = map)).catch(() => {}) // a failure is rethrown by `await pending` below
     const held: SourceEntry[] = []
-    for await (const entry of this.walk('', this.root, { count: 0, links: new Map() })) {
+    let count = 0
+    for (const entry of this.walk()) {
+      if (++count % YIELD_EVERY === 0) await new Promise(setImmediate)
       if (xattrs === undefined) {
         held.push(entry)
         continue
       }
-      for (const e of held) yield withXattrs(e, xattrs)
-      held.length = 0
+      if (held.length > 0) {
+        for (const e of held) yield withXattrs(e, xattrs)
+        held.length = 0
+      }
       yield withXattrs(entry, xattrs)
     }
     const map = await pending
@@ -65,26 +69,43 @@ export class DirSource implements Source {
 
   async close(): Promise<void> {}
 
-  private async *walk(rel: string, abs: string, state: WalkState): AsyncGenerator<SourceEntry> {
-    if (rel === '') yield entryOf('', abs, fsCall(abs, () => lstatSync(abs, { bigint: true })), state.links)
+  /**
+   * The tree depth first, a directory before its children, synchronously: one generator with a stack of open
+   * directories (a recursive async generator passed every entry up through each level, a promise per level).
+   */
+  private *walk(): Generator<SourceEntry> {
+    const links = new Map<string, string>()
+    const root = this.root
+    yield entryOf('', root, fsCall(root, () => lstatSync(root, { bigint: true })), links)
+    const stack: OpenDir[] = [this.readDir('', root)]
+    while (stack.length > 0) {
+      const dir = stack[stack.length - 1]!
+      if (dir.next === dir.names.length) {
+        stack.pop()
+        continue
+      }
+      const name = dir.names[dir.next++]!
+      const path = joinPath(dir.rel, name)
+      const abs = dir.abs === '/' ? `/${name}` : `${dir.abs}/${name}`
+      const entry = entryOf(path, abs, fsCall(abs, () => lstatSync(abs, { bigint: true })), links)
+      yield entry
+      if (entry.kind === 'dir') stack.push(this.readDir(path, abs))
+    }
+  }
+
+  /** A directory's names, sorted by their bytes. */
+  private readDir(rel: string, abs: string): OpenDir {
     const raw = fsCall(abs, () => readdirSync(abs, { encoding: 'buffer' }))
     raw.sort(Buffer.compare)
-    const names = raw.map((n) => decodeName(n, `${this.root}/${rel}`))
-    for (const name of names) {
-      const path = joinPath(rel, name)
-      const childAbs = join(abs, name)
-      const st = fsCall(childAbs, () => lstatSync(childAbs, { bigint: true }))
-      if (++state.count % YIELD_EVERY === 0) await new Promise(setImmediate)
-      yield entryOf(path, childAbs, st, state.links)
-      if (st.isDirectory()) yield* this.walk(path, childAbs, state)
-    }
+    return { rel, abs, names: raw.map((n) => decodeName(n, `${this.root}/${rel}`)), next: 0 }
   }
 }
 
-interface WalkState {
-  count: number
-  /** "dev:ino" → path of the first regular file seen with that inode. */
-  readonly links: Map<string, string>
+interface OpenDir {
+  readonly rel: string
+  readonly abs: string
+  readonly names: readonly string[]
+  next: number
 }
 
 function withXattrs(entry: SourceEntry, map: XattrMap): SourceEntry {
@@ -92,37 +113,45 @@ function withXattrs(entry: SourceEntry, map: XattrMap): SourceEntry {
   return xattrs === undefined ? entry : { ...entry, xattrs }
 }
 
+/**
+ * The entry for one lstat result. The type comes from the mode as a number: BigIntStats' isFile() and friends
+ * allocate three BigInts per question, and this runs for every name in the tree.
+ */
 function entryOf(path: string, abs: string, st: BigIntStats, links: Map<string, string>): SourceEntry {
-  const base = {
-    path,
-    mode: Number(st.mode & 0o7777n),
-    uid: Number(st.uid),
-    gid: Number(st.gid),
-    mtimeNs: st.mtimeNs,
-    atimeNs: st.atimeNs,
-    ctimeNs: st.ctimeNs,
-    size: 0,
-  }
-  if (st.isFile()) {
-    if (st.nlink > 1n) {
-      const key = `${st.dev}:${st.ino}`
-      const first = links.get(key)
-      if (first !== undefined) return { ...base, kind: 'hardlink', target: first }
-      links.set(key, path)
+  const mode = Number(st.mode)
+  const perm = mode & 0o7777
+  const uid = Number(st.uid)
+  const gid = Number(st.gid)
+  const { mtimeNs, atimeNs, ctimeNs } = st
+  switch (mode & S_IFMT) {
+    case S_IFREG: {
+      if (st.nlink > 1n) {
+        const key = `${st.dev}:${st.ino}`
+        const first = links.get(key)
+        if (first !== undefined) return { path, kind: 'hardlink', mode: perm, uid, gid, mtimeNs, atimeNs, ctimeNs, size: 0, target: first }
+        links.set(key, path)
+      }
+      const size = Number(st.size)
+      return { path, kind: 'file', mode: perm, uid, gid, mtimeNs, atimeNs, ctimeNs, size, content: new LocalFile(abs, size, st.dev, st.ino) }
     }
-    return { ...base, kind: 'file', size: Number(st.size), content: fileContent(abs, Number(st.size), st.dev, st.ino) }
+    case S_IFDIR:
+      return { path, kind: 'dir', mode: perm, uid, gid, mtimeNs, atimeNs, ctimeNs, size: 0 }
+    case S_IFLNK: {
+      const target = decodeName(fsCall(abs, () => readlinkSync(abs, { encoding: 'buffer' })), `target of symlink ${abs}`)
+      return { path, kind: 'symlink', mode: perm, uid, gid, mtimeNs, atimeNs, ctimeNs, size: 0, target }
+    }
+    case S_IFCHR:
+    case S_IFBLK: {
+      const kind = (mode & S_IFMT) === S_IFCHR ? 'char' : 'block'
+      return { path, kind, mode: perm, uid, gid, mtimeNs, atimeNs, ctimeNs, size: 0, rdevMajor: major(st.rdev), rdevMinor: minor(st.rdev) }
+    }
+    case S_IFIFO:
+      return { path, kind: 'fifo', mode: perm, uid, gid, mtimeNs, atimeNs, ctimeNs, size: 0 }
+    case S_IFSOCK:
+      return { path, kind: 'socket', mode: perm, uid, gid, mtimeNs, atimeNs, ctimeNs, size: 0 }
+    default:
+      throw zerr('UNSUPPORTED', `${abs} has an unknown file type (mode ${mode.toString(8)})`, { path: abs })
   }
-  if (st.isDirectory()) return { ...base, kind: 'dir' }
-  if (st.isSymbolicLink()) {
-    const target = fsCall(abs, () => readlinkSync(abs, { encoding: 'buffer' }))
-    return { ...base, kind: 'symlink', target: decodeName(target, `target of symlink ${abs}`) }
-  }
-  if (st.isCharacterDevice() || st.isBlockDevice()) {
-    return { ...base, kind: st.isCharacterDevice() ? 'char' : 'block', rdevMajor: major(st.rdev), rdevMinor: minor(st.rdev) }
-  }
-  if (st.isFIFO()) return { ...base, kind: 'fifo' }
-  if (st.isSocket()) return { ...base, kind: 'socket' }
-  throw zerr('UNSUPPORTED', `${abs} has an unknown file type (mode ${st.mode.toString(8)})`, { path: abs })
 }
 
 // glibc's dev_t encoding (gnu_dev_major / gnu_dev_minor).
@@ -137,42 +166,55 @@ function minor(dev: bigint): number {
 /**
  * Reads a file in 1 MiB pieces. The file must still be the one that was walked and keep its size: a file written
  * while it is packed would give an flist whose content matches no moment of the file, so that is an error.
+ * (A class, not closures: one object per file of the tree.)
  */
-function fileContent(abs: string, size: number, dev: bigint, ino: bigint): FileContent {
-  const changed = (how: string): Error =>
-    zerr('SOURCE_CHANGED', `${abs} ${how} while it was being packed; pack a tree nobody is writing to (or a snapshot)`, { path: abs })
-  const same = (now: BigIntStats): void => {
-    if (now.ino !== ino || now.dev !== dev) throw changed('was replaced')
+class LocalFile implements FileContent {
+  readonly local: { readonly path: string; readonly offset: number; readonly fileSize: number }
+
+  constructor(
+    private readonly abs: string,
+    private readonly size: number,
+    private readonly dev: bigint,
+    private readonly ino: bigint,
+  ) {
+    this.local = { path: abs, offset: 0, fileSize: size }
   }
-  return {
-    local: { path: abs, offset: 0, fileSize: size },
-    async *stream(): AsyncGenerator<Buffer> {
-      if (size <= SMALL_FILE) {
-        const data = readSmall(abs, size, same, changed)
-        if (size > 0) yield data
-        return
+
+  private changed(how: string): Error {
+    return zerr('SOURCE_CHANGED', `${this.abs} ${how} while it was being packed; pack a tree nobody is writing to (or a snapshot)`, { path: this.abs })
+  }
+
+  private same(now: BigIntStats): void {
+    if (now.ino !== this.ino || now.dev !== this.dev) throw this.changed('was replaced')
+  }
+
+  async *stream(): AsyncGenerator<Buffer> {
+    const { abs, size } = this
+    if (size <= SMALL_FILE) {
+      const data = readSmall(abs, size, (st) => this.same(st), (how) => this.changed(how))
+      if (size > 0) yield data
+      return
+    }
+    const fh = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW).catch((err: unknown) => {
+      throw fsError(abs, err)
+    })
+    try {
+      this.same(await fh.stat({ bigint: true }))
+      let pos = 0
+      for (;;) {
+        const want = Math.min(READ_CHUNK, size - pos + 1) // one byte more than expected reveals a file that grew
+        const buf = Buffer.allocUnsafe(want)
+        const { bytesRead } = await fh.read(buf, 0, want, pos)
+        if (bytesRead === 0) break
+        pos += bytesRead
+        if (pos > size) throw this.changed('grew')
+        yield bytesRead === want ? buf : buf.subarray(0, bytesRead)
+        if (bytesRead < want && pos === size) break // short read exactly at the expected end: end of file
       }
-      const fh = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW).catch((err: unknown) => {
-        throw fsError(abs, err)
-      })
-      try {
-        same(await fh.stat({ bigint: true }))
-        let pos = 0
-        for (;;) {
-          const want = Math.min(READ_CHUNK, size - pos + 1) // one byte more than expected reveals a file that grew
-          const buf = Buffer.allocUnsafe(want)
-          const { bytesRead } = await fh.read(buf, 0, want, pos)
-          if (bytesRead === 0) break
-          pos += bytesRead
-          if (pos > size) throw changed('grew')
-          yield bytesRead === want ? buf : buf.subarray(0, bytesRead)
-          if (bytesRead < want && pos === size) break // short read exactly at the expected end: end of file
-        }
-        if (pos !== size) throw changed('shrank')
-      } finally {
-        await fh.close()
-      }
-    },
+      if (pos !== size) throw this.changed('shrank')
+    } finally {
+      await fh.close()
+    }
   }
 }
 
