@@ -322,7 +322,7 @@ export function registerFlist(program: Command): void {
     .option('--daemon', 'run in the background once mounted (stop it with `zos flist umount`)')
     .action(async (file: string, mountpoint: string, opts: Record<string, unknown>, cmd: Command) => {
       if (opts.daemon) return daemonize(mountpoint, cmd)
-      const [{ mountFlist, assertMountable }, { DiskChunkCache }, { openStore }, { unmountOnSignals }, { parseSize }, overlay, path, os] = await Promise.all([
+      const [{ mountFlist, assertMountable }, { DiskChunkCache }, { openStore }, { unmountOnSignals }, { parseSize }, overlay, path, os, { reportReady }] = await Promise.all([
         import('../flist/mount.js'),
         import('../flist/cache.js'),
         import('../store/open.js'),
@@ -331,6 +331,7 @@ export function registerFlist(program: Command): void {
         import('../flist/overlay.js'),
         import('node:path'),
         import('node:os'),
+        import('../flist/ready.js'),
       ])
       assertMountable()
       const src = await resolveFlist(file, opts.store as string | undefined)
@@ -364,7 +365,8 @@ export function registerFlist(program: Command): void {
       }
       process.once('SIGINT', onSignal)
       process.once('SIGTERM', onSignal)
-      const { reportReady } = await import('../flist/ready.js')
+      // Without a pause first: the prefetch list's first answers are arriving, and decoding them would come before
+      // the waiting caller learns that the mount serves.
       reportReady()
       emit(cmd, { mountpoint, flist: file, root: m.reader.root.toString('hex'), pid: process.pid, writable: writable ?? null }, (r) =>
         `mounted ${r.flist} at ${r.mountpoint}${writable ? ` (writable overlay, changes in ${writable}/upper)` : ''}; stop with Ctrl-C or \`zos flist umount ${r.mountpoint}\``,
