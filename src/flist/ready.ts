@@ -6,13 +6,17 @@ import type { ChildProcess } from 'node:child_process'
 import { closeSync, writeSync } from 'node:fs'
 import type { Readable } from 'node:stream'
 import { withMallocTunables } from '../core/malloc.js'
+import { deferExtraCaCerts } from '../core/tls.js'
 
 /** Set in the child's environment; the pipe is its fd 3. */
 export const READY_FD_ENV = 'ZOS_MOUNT_READY_FD'
 
-/** Spawn options' `stdio` and `env` for a child that reports readiness (a mount's serving process: malloc tuned). */
+/**
+ * Spawn options' `stdio` and `env` for a child that reports readiness: a mount's serving process, with malloc
+ * tuned for its Buffers (core/malloc.ts) and extra CA certificates read only if it talks TLS (core/tls.ts).
+ */
 export function readyPipeOptions(out: number): { stdio: ['ignore', number, number, 'pipe']; env: NodeJS.ProcessEnv } {
-  return { stdio: ['ignore', out, out, 'pipe'], env: { ...withMallocTunables(), [READY_FD_ENV]: '3' } }
+  return { stdio: ['ignore', out, out, 'pipe'], env: { ...deferExtraCaCerts(withMallocTunables()), [READY_FD_ENV]: '3' } }
 }
 
 /** Waits for the child's `ready` line; 'exited' when it ends first, 'timeout' after `timeoutMs`. */

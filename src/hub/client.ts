@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ERROR_CODES, errorMessage, zerr, ZosError, type ErrorCode } from '../core/errors.js'
 import type { KeyPair } from '../core/keys.js'
+import { tlsCaOptions } from '../core/tls.js'
 import { createToken, EMPTY_BODY_HASH, sha256Hex } from './auth.js'
 import { checkName, checkTag, DEFAULT_HUB_URL, normalizeNs } from './names.js'
 import {
@@ -96,7 +97,7 @@ export class HubClient {
     this.url = hubUrl(url)
     this.key = options.key
     this.timeoutMs = options.timeoutMs ?? 120_000
-    this.agent = this.url.startsWith('https:') ? new HttpsAgent({ keepAlive: true, maxSockets: 8 }) : new HttpAgent({ keepAlive: true, maxSockets: 8 })
+    this.agent = this.url.startsWith('https:') ? new HttpsAgent({ keepAlive: true, maxSockets: 8, ...tlsCaOptions() }) : new HttpAgent({ keepAlive: true, maxSockets: 8 })
   }
 
   close(): void {

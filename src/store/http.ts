@@ -7,6 +7,7 @@ import * as http from 'node:http'
 import * as https from 'node:https'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ZosError, errorMessage, zerr } from '../core/errors.js'
+import { tlsCaOptions } from '../core/tls.js'
 import { coalesce, isPackId, splitSpan, type CoalesceOptions, type Span } from './coalesce.js'
 import type { PackRange, Store, StoreStats } from './types.js'
 
@@ -190,7 +191,7 @@ export class HttpStore implements Store {
     this.opts = resolveOptions(options)
     this.limiter = new Limiter(this.opts.concurrency)
     const agentOptions: http.AgentOptions = { keepAlive: true, maxSockets: this.opts.concurrency, maxFreeSockets: this.opts.concurrency, scheduling: 'lifo' }
-    this.agent = u.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions)
+    this.agent = u.protocol === 'https:' ? new https.Agent({ ...agentOptions, ...tlsCaOptions() }) : new http.Agent(agentOptions)
     this.transport = u.protocol === 'https:' ? https.request : http.request
   }
 
