@@ -58,9 +58,14 @@ const S_IFDIR = 0o040000
 const STREAM_SLACK = 4 * 1024 * 1024
 /** Chunks per read-ahead fetch (about 1 MiB: one store request). */
 const READ_AHEAD_BATCH = 16
-/** Chunks per prefetch fetch, and fetches in flight: enough to stay ahead of a program's page faults without
- * taking every request slot (the store allows 8) from the reads that wait. */
-const PREFETCH_BATCH = 16
+/**
+ * Chunks per prefetch fetch, and fetches in flight: enough to stay ahead of a program's page faults without
+ * taking every request slot (the store allows 8) from the reads that wait. A list is fetched in bulk, so its
+ * store calls are larger than a read-ahead's (fewer requests, less CPU per chunk): with 48, 96 or 160 chunks per
+ * call node's first output came 20-60 ms sooner at the median than with 16 in interleaved runs (load 1.5-3, 8-12
+ * rounds each, noise ±150 ms); 64 is inside that range.
+ */
+const PREFETCH_BATCH = 64
 const PREFETCH_PARALLEL = 3
 
 type FileExtent = { offset: number; end: number; chunk: number }
