@@ -9,6 +9,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ERROR_CODES, errorMessage, zerr, ZosError, type ErrorCode } from '../core/errors.js'
+import { drainedOrClosed } from '../core/drain.js'
 import type { KeyPair } from '../core/keys.js'
 import { tlsCaOptions } from '../core/tls.js'
 import { createToken, EMPTY_BODY_HASH, sha256Hex } from './auth.js'
@@ -212,17 +213,7 @@ export class HubClient {
               const flowing = req.write(buf.subarray(0, bytesRead), () => {
                 if (this.buffers.length < MAX_POOLED) this.buffers.push(buf)
               })
-              if (!flowing && !closed) {
-                await new Promise<void>((resolve) => {
-                  const go = (): void => {
-                    req.off('drain', go)
-                    req.off('close', go)
-                    resolve()
-                  }
-                  req.on('drain', go)
-                  req.on('close', go)
-                })
-              }
+              if (!flowing && !closed) await drainedOrClosed(req)
             }
             if (!closed) req.end()
           } finally {

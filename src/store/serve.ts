@@ -10,6 +10,7 @@ import type { FileHandle } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
+import { drainedOrClosed } from '../core/drain.js'
 import { errorMessage, zerr } from '../core/errors.js'
 import { isPackId } from './coalesce.js'
 import { DirStore, packPath } from './dir.js'
@@ -113,17 +114,7 @@ async function writeRange(fh: FileHandle, start: number, end: number, res: Serve
     const { bytesRead } = await fh.read(buf, 0, n, pos)
     if (bytesRead === 0) throw new Error(`file ended at byte ${pos}, before ${end + 1}`)
     pos += bytesRead
-    if (!send(res, bytesRead === n ? buf : buf.subarray(0, bytesRead))) {
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          res.off('drain', done)
-          res.off('close', done)
-          resolve()
-        }
-        res.on('drain', done)
-        res.on('close', done)
-      })
-    }
+    if (!send(res, bytesRead === n ? buf : buf.subarray(0, bytesRead))) await drainedOrClosed(res)
   }
   return true
 }
