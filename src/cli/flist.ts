@@ -322,7 +322,7 @@ export function registerFlist(program: Command): void {
     .option('--daemon', 'run in the background once mounted (stop it with `zos flist umount`)')
     .action(async (file: string, mountpoint: string, opts: Record<string, unknown>, cmd: Command) => {
       if (opts.daemon) return daemonize(mountpoint, cmd)
-      const [{ mountFlist, assertMountable }, { DiskChunkCache }, { openStore }, { unmountOnSignals }, { parseSize }, overlay, path, os, { reportReady }] = await Promise.all([
+      const [{ mountFlist, assertMountable }, { DiskChunkCache }, { openStore }, { unmountOnSignals }, { parseSize }, overlay, path, os, { reportReady, readVerdict, FLIST_FD_ENV, VERDICT_FD_ENV }] = await Promise.all([
         import('../flist/mount.js'),
         import('../flist/cache.js'),
         import('../store/open.js'),
@@ -343,10 +343,19 @@ export function registerFlist(program: Command): void {
       const writable = opts.writable as string | undefined
       const flistAt = writable ? path.join(writable, 'lower') : mountpoint
       if (writable) await import('node:fs/promises').then((fs) => fs.mkdir(flistAt, { recursive: true }))
-      const m = await mountFlist(src.file, flistAt, {
+      // Started by `--daemon`, which handed over the flist file open (fd 4) and checks it meanwhile (verdict on fd 5).
+      const inherited = process.env[FLIST_FD_ENV] === '4' && process.env[VERDICT_FD_ENV] === '5'
+      delete process.env[FLIST_FD_ENV]
+      delete process.env[VERDICT_FD_ENV]
+      const trust = await trustList(opts.trust as string[])
+      const verified = inherited && trust.length === 0 ? readVerdict(5) : undefined
+      verified?.catch(() => {}) // a failure fails the mount (mountFlist)
+      const m = await mountFlist(inherited ? '/proc/self/fd/4' : src.file, flistAt, {
         store,
         cache,
-        trust: await trustList(opts.trust as string[]),
+        trust,
+        name: src.file,
+        ...(verified ? { verified } : {}),
         prefetch: opts.prefetch !== false,
         ...(opts.memoryCache === 'auto' ? {} : { memoryBytes: parseSize(String(opts.memoryCache)) }),
         ...(opts.trace ? { traceFile: String(opts.trace) } : {}),

@@ -42,14 +42,25 @@ export function packArguments(args: readonly string[]): { source?: string; worke
 
 /** True for `zos [--json] flist mount FILE MOUNTPOINT … --daemon` (not asking for help). */
 export function isMountDaemon(args: readonly string[]): boolean {
+  return mountDaemonArguments(args) !== undefined
+}
+
+/**
+ * For `zos [--json] flist mount FILE MOUNTPOINT … --daemon`: FILE, and whether this process may run the flist's
+ * checks for its serving process (not when signers must be trusted: the serving process then checks with the
+ * keys commander parses). Undefined for other commands.
+ */
+export function mountDaemonArguments(args: readonly string[]): { flist: string; checkHere: boolean } | undefined {
   const { positional, options } = scan(args, MOUNT_VALUE_OPTIONS)
-  return positional[0] === 'flist' && positional[1] === 'mount' && positional.length === 4 && options.get('--daemon') === true &&
+  const daemon = positional[0] === 'flist' && positional[1] === 'mount' && positional.length === 4 && options.get('--daemon') === true &&
     !options.has('-h') && !options.has('--help')
+  return daemon ? { flist: positional[2]!, checkHere: !options.has('--trust') } : undefined
 }
 
 export async function prestart(args: readonly string[]): Promise<void> {
-  if (isMountDaemon(args)) {
-    ;(await import('./mount-daemon.js')).prestartMountDaemon()
+  const mount = mountDaemonArguments(args)
+  if (mount) {
+    await (await import('./mount-daemon.js')).prestartMountDaemon(mount.checkHere ? { flist: mount.flist } : undefined)
     return
   }
   const pack = packArguments(args)

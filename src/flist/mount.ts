@@ -22,6 +22,14 @@ export interface FlistMountOptions {
   cache?: DiskChunkCache
   trust?: readonly TrustedKey[]
   /**
+   * The root hash another process computed when it ran the flist's checks on this same file (an inherited file
+   * descriptor: `zos flist mount --daemon` checks while its serving process starts). Awaited instead of running
+   * the checks here; a rejection fails the mount like a failed check.
+   */
+  verified?: Promise<Buffer>
+  /** What messages call the flist file (default: the path given, e.g. a /proc/self/fd/N). */
+  name?: string
+  /**
    * Chunks fetched ahead of a sequential reader at first (default 16, about 1 MiB); the window doubles while the
    * reader stays sequential, up to 4 times this.
    */
@@ -381,7 +389,7 @@ export async function mountFlist(flist: string, mountpoint: string, options: Fli
   // The cheap checks now; the root hash, signatures and table invariants (0.2-0.7 s on a large flist) run while
   // mount(8) runs (whileMounting below): no request is answered before they pass, and a flist that fails them is
   // unmounted again and never served.
-  const reader = FlistReader.open(flist, { trust: options.trust ?? [], deferVerify: true })
+  const reader = FlistReader.open(flist, { trust: options.trust ?? [], deferVerify: true, ...(options.name ? { name: options.name } : {}) })
   const fs = new FlistFs(reader, options.store, options, log)
   // While the kernel mounts (a `mount` child process and the INIT exchange), ask the store about one pack of
   // this flist: the first read then finds the HTTP client loaded and a connection open. Failures do not matter.
@@ -402,7 +410,7 @@ export async function mountFlist(flist: string, mountpoint: string, options: Fli
       fsname: `zos:${reader.root.toString('hex').slice(0, 16)}`,
       subtype: 'zosflist',
       ...options.fuse,
-      whileMounting: () => reader.verify(),
+      whileMounting: options.verified ? async () => reader.acceptVerified(await options.verified!) : () => reader.verify(),
       logger: log,
     })
   } catch (err) {

@@ -62,6 +62,8 @@ export interface OpenOptions {
    * seal's claim and `signers` is empty. Only the flist mount uses this; default false.
    */
   deferVerify?: boolean
+  /** What messages call the file (default: the path opened; e.g. the user's path for a /proc/self/fd/N). */
+  name?: string
 }
 
 export interface FlistSummary {
@@ -128,7 +130,7 @@ export class FlistReader {
   }
 
   private constructor(path: string, db: Database.Database, options: OpenOptions) {
-    this.path = path
+    this.path = options.name ?? path
     this.db = db
     const appId = db.pragma('application_id', { simple: true }) as number
     if (appId !== APPLICATION_ID) {
@@ -192,6 +194,17 @@ export class FlistReader {
     }
   }
 
+  /**
+   * Takes the verdict of verify() run by another process on this same file (an open file description it passed
+   * on, so the same inode): `root` is the root it computed. The seal must claim that root, and then this reader
+   * is verified without reading every row again. Throws FLIST_CORRUPT when the roots differ.
+   */
+  acceptVerified(root: Buffer): void {
+    if (this.pendingTrust === undefined) return
+    if (!root.equals(this.root)) throw corrupt(this.path, 'the root verified by the caller is not the one this file is sealed with')
+    this.pendingTrust = undefined
+  }
+
   /** True once every check has passed. */
   get verified(): boolean {
     return this.pendingTrust === undefined
@@ -233,14 +246,15 @@ export class FlistReader {
   }
 
   static open(path: string, options: OpenOptions = {}): FlistReader {
+    const shown = options.name ?? path
     let st
     try {
       st = statSync(path)
     } catch (err) {
-      throw zerr('NOT_FOUND', `flist ${path} does not exist`, { path }, err)
+      throw zerr('NOT_FOUND', `flist ${shown} does not exist`, { path: shown }, err)
     }
-    if (!st.isFile()) throw zerr('INVALID_ARGUMENT', `${path} is not a file`, { path })
-    if (st.size < 512) throw corrupt(path, `only ${st.size} bytes: truncated or not an flist`)
+    if (!st.isFile()) throw zerr('INVALID_ARGUMENT', `${shown} is not a file`, { path: shown })
+    if (st.size < 512) throw corrupt(shown, `only ${st.size} bytes: truncated or not an flist`)
     let db: Database.Database | undefined
     try {
       db = new Database(path, { readonly: true, fileMustExist: true })
@@ -248,7 +262,7 @@ export class FlistReader {
     } catch (err) {
       db?.close()
       if (ZosError.is(err)) throw err
-      throw corrupt(path, `cannot read the metadata (${errorMessage(err)}): truncated or damaged`, err)
+      throw corrupt(shown, `cannot read the metadata (${errorMessage(err)}): truncated or damaged`, err)
     }
   }
 

@@ -3,8 +3,9 @@
 // flist passed every check. Seeing the mount in the mount table is not enough: it appears while the checks still
 // run (they overlap with mount(8)), and a flist that fails them is unmounted again.
 import type { ChildProcess } from 'node:child_process'
-import { closeSync, writeSync } from 'node:fs'
+import { closeSync, createReadStream, writeSync } from 'node:fs'
 import type { Readable } from 'node:stream'
+import { ERROR_CODES, zerr, type ErrorCode } from '../core/errors.js'
 import { withMallocTunables } from '../core/malloc.js'
 import { deferExtraCaCerts } from '../core/tls.js'
 
@@ -55,4 +56,60 @@ export function reportReady(): void {
   } catch {
     // the parent stopped waiting
   }
+}
+
+// The caller's verdict. `zos flist mount FILE … --daemon` opens FILE itself and hands the open file to its serving
+// process as fd 4 (FLIST_FD_ENV), then runs the flist's checks on it while that process starts, and writes the
+// outcome on the pipe at fd 5 (VERDICT_FD_ENV): `ok <root hex>` or `fail <{"code","message"} JSON>`, one line.
+// The serving process mounts meanwhile and answers no request before an `ok` for the root its own file is sealed
+// with; anything else (a failure, the caller gone before it said anything) fails the mount. Both processes read
+// the same open file, so what was checked is what is served.
+
+export const FLIST_FD_ENV = 'ZOS_MOUNT_FLIST_FD'
+export const VERDICT_FD_ENV = 'ZOS_MOUNT_VERDICT_FD'
+
+/** The verdict line for a check that passed with `root`, or failed with `err`. */
+export function formatVerdict(outcome: { root: Buffer } | { code: string; message: string }): string {
+  return 'root' in outcome ? `ok ${outcome.root.toString('hex')}\n` : `fail ${JSON.stringify({ code: outcome.code, message: outcome.message })}\n`
+}
+
+/** The root a verdict line vouches for; a ZosError for a failure or anything that is not a verdict. */
+export function parseVerdict(text: string): Buffer {
+  const line = text.split('\n')[0] ?? ''
+  const ok = /^ok ([0-9a-f]{64})$/.exec(line)
+  if (ok) return Buffer.from(ok[1]!, 'hex')
+  if (line.startsWith('fail ')) {
+    let failure: { code?: unknown; message?: unknown } = {}
+    try {
+      failure = JSON.parse(line.slice(5)) as typeof failure
+    } catch {
+      // reported as a malformed verdict below
+    }
+    if (typeof failure.message === 'string') {
+      const code = typeof failure.code === 'string' && Object.hasOwn(ERROR_CODES, failure.code) ? (failure.code as ErrorCode) : 'FLIST_CORRUPT'
+      return fail(code, failure.message)
+    }
+  }
+  return fail('MOUNT_FAILED', line === '' ? 'the command that started this mount ended before it had checked the flist' : 'the check of the flist ended with a malformed verdict')
+}
+
+function fail(code: ErrorCode, message: string): never {
+  throw zerr(code, message)
+}
+
+/** In the serving process: the caller's verdict from `fd`, once it has been written (or the pipe closed). */
+export function readVerdict(fd: number): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    let text = ''
+    const stream = createReadStream('', { fd, encoding: 'utf8' })
+    stream.on('data', (d) => (text += d))
+    stream.on('error', reject)
+    stream.on('end', () => {
+      try {
+        resolve(parseVerdict(text))
+      } catch (err) {
+        reject(err)
+      }
+    })
+  })
 }

@@ -40,11 +40,12 @@ export interface MountOptions {
   /** Detach this mount when the process exits normally (default true). */
   cleanupOnExit?: boolean
   /**
-   * Synchronous work run while mount(8) runs (the filesystem's own checks). No request is read from the
-   * connection before it returns; if it throws, the new mount is aborted and detached and mountFuse rejects with
-   * that error, so nothing is ever answered from a filesystem that failed its checks.
+   * Work run while mount(8) runs (the filesystem's own checks), synchronous or not. No request is read from the
+   * connection before it has returned (or its promise settled); if it throws (or rejects), the new mount is
+   * aborted and detached and mountFuse rejects with that error, so nothing is ever answered from a filesystem
+   * that failed its checks.
    */
-  whileMounting?: () => void
+  whileMounting?: () => void | Promise<void>
   logger?: FuseLogger
 }
 
@@ -296,14 +297,21 @@ export async function mountFuse(mountpoint: string, ops: FuseOps, options: Mount
   const mounting = run('mount', ['-i', '-c', '-t', `fuse.${subtype}`, '-o', opts.join(','), fsname, mnt], fd)
   // mount(8) is running in its own process now: the filesystem's checks overlap with it.
   let checkFailed: { err: unknown } | undefined
+  let checking: Promise<void> | void = undefined
   if (options.whileMounting) {
     try {
-      options.whileMounting()
+      checking = options.whileMounting()
+      checking?.catch(() => {}) // settled below, once mount(8) is done
     } catch (err) {
       checkFailed = { err }
     }
   }
   const r = await mounting
+  try {
+    await checking
+  } catch (err) {
+    checkFailed = { err }
+  }
   if (r.code !== 0) {
     session.closeUnstarted()
     if (checkFailed) throw checkFailed.err

@@ -142,5 +142,17 @@ test('cli flist - mount --daemon returns once the flist is verified and served; 
   const refused = await zos(['flist', 'mount', bad, mnt, '--store', `dir://${store}`, '--cache', join(dir, 'cache'), '--daemon'])
   assert.notEqual(refused.code, 0)
   assert.match(refused.stderr + refused.stdout, /root hash|FLIST_CORRUPT/)
+  // The caller ran the checks on the file it handed over: the message names the user's file, not the descriptor.
+  assert.match(refused.stderr, /bad\.fl/)
+  assert.doesNotMatch(refused.stderr, /\/proc\/self\/fd/)
+  assert.equal(await mountedAt(), false)
+
+  // With --trust the serving process checks the file itself (the caller does not parse keys before it starts):
+  // an unsigned flist is refused for want of a trusted signer.
+  const key = join(dir, 'key.json')
+  assert.equal((await zos(['key', 'new', '-o', key])).code, 0)
+  const untrusted = await zos(['flist', 'mount', fl, mnt, '--store', `dir://${store}`, '--cache', join(dir, 'cache'), '--trust', key, '--daemon'])
+  assert.notEqual(untrusted.code, 0)
+  assert.match(untrusted.stderr, /not signed/)
   assert.equal(await mountedAt(), false)
 })
