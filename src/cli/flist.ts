@@ -1,7 +1,7 @@
 // `zos flist …`: pack, inspect, ls, cat, unpack, verify, diff.
 import type { Command } from 'commander'
 import { readFile } from 'node:fs/promises'
-import { ERROR_CODES, zerr, type ErrorCode } from '../core/errors.js'
+import { zerr } from '../core/errors.js'
 import { emit, formatBytes, wantsJson } from './output.js'
 
 function collect(value: string, previous: string[]): string[] {
@@ -45,17 +45,16 @@ async function daemonize(mountpoint: string, cmd: Command): Promise<void> {
   const [fs, path, ready, { takeMountDaemon }] = await Promise.all([import('node:fs'), import('node:path'), import('../flist/ready.js'), import('./mount-daemon.js')])
   const target = path.resolve(mountpoint)
   const { child, logFile } = takeMountDaemon()
-  const outcome = await ready.awaitReady(child)
-  if (outcome !== 'ready') {
+  const { state, failure } = await ready.awaitReady(child)
+  if (state !== 'ready') {
     const out = fs.readFileSync(logFile, 'utf8').trim()
     fs.rmSync(logFile, { force: true })
-    if (outcome === 'timeout') {
+    if (state === 'timeout') {
       child.kill()
       throw zerr('TIMEOUT', `the mount did not come up${out ? `: ${out}` : ''}`)
     }
-    // The serving process failed: its error, with its exit status (a missing flist stays NOT_FOUND).
-    const code = (Object.keys(ERROR_CODES) as ErrorCode[]).find((c) => ERROR_CODES[c].exit === child.exitCode) ?? 'MOUNT_FAILED'
-    throw zerr(code, out.replace(/^zos: /, '') || 'the mount did not come up')
+    // The serving process's own error (code and message), as it reported it on the ready pipe.
+    throw failure ?? zerr('MOUNT_FAILED', out.replace(/^zos: /, '') || 'the mount did not come up')
   }
   child.unref()
   emit(cmd, { mountpoint: target, pid: child.pid, log: logFile }, (r) => `mounted at ${r.mountpoint} (pid ${r.pid}, log ${r.log}); stop with \`zos flist umount ${r.mountpoint}\``)

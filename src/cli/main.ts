@@ -72,6 +72,8 @@ async function main(): Promise<void> {
       return
     }
     const json = process.argv.includes('--json')
+    // A mount's serving process tells the command waiting for it why it failed (flist/ready.ts).
+    if (process.env.ZOS_MOUNT_READY_FD) (await import('../flist/ready.js')).reportFailure(err)
     if (ZosError.is(err)) {
       if (json) process.stdout.write(JSON.stringify({ error: err.toJSON() }) + '\n')
       process.stderr.write(`zos: ${err.message}\n`)

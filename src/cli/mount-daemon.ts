@@ -63,7 +63,7 @@ async function checkForDaemon(checking: { fd: number; path: string; verdict: Wri
     line = formatVerdict({ root: reader.root })
     reader.close()
   } catch (err) {
-    line = formatVerdict({ code: ZosError.is(err) ? err.code : 'FLIST_CORRUPT', message: errorMessage(err).replaceAll(here, path) })
+    line = formatVerdict({ code: ZosError.is(err) ? err.code : 'FLIST_CORRUPT', message: errorMessage(err) })
   } finally {
     closeSync(fd)
   }

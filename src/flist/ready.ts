@@ -5,7 +5,7 @@
 import type { ChildProcess } from 'node:child_process'
 import { closeSync, createReadStream, writeSync } from 'node:fs'
 import type { Readable } from 'node:stream'
-import { ERROR_CODES, zerr, type ErrorCode } from '../core/errors.js'
+import { ERROR_CODES, errorMessage, zerr, ZosError, type ErrorCode } from '../core/errors.js'
 import { withMallocTunables } from '../core/malloc.js'
 import { deferExtraCaCerts } from '../core/tls.js'
 
@@ -20,15 +20,21 @@ export function readyPipeOptions(out: number): { stdio: ['ignore', number, numbe
   return { stdio: ['ignore', out, out, 'pipe'], env: { ...deferExtraCaCerts(withMallocTunables()), [READY_FD_ENV]: '3' } }
 }
 
+export interface ReadyOutcome {
+  state: 'ready' | 'exited' | 'timeout'
+  /** Why the child failed, when it said so before exiting (reportFailure). */
+  failure?: ZosError
+}
+
 /** Waits for the child's `ready` line; 'exited' when it ends first, 'timeout' after `timeoutMs`. */
-export async function awaitReady(child: ChildProcess, timeoutMs = 30_000): Promise<'ready' | 'exited' | 'timeout'> {
+export async function awaitReady(child: ChildProcess, timeoutMs = 30_000): Promise<ReadyOutcome> {
   const pipe = child.stdio[3] as Readable
   // A child started early (cli/mount-daemon.ts) may have ended before anyone listened for its exit.
   const ended = child.exitCode !== null || child.signalCode !== null
-  const outcome = await new Promise<'ready' | 'exited' | 'timeout'>((resolve) => {
-    let said = ''
+  let said = ''
+  const state = await new Promise<ReadyOutcome['state']>((resolve) => {
     const timer = setTimeout(() => resolve('timeout'), timeoutMs)
-    const done = (o: 'ready' | 'exited' | 'timeout'): void => {
+    const done = (o: ReadyOutcome['state']): void => {
       clearTimeout(timer)
       resolve(o)
     }
@@ -38,12 +44,38 @@ export async function awaitReady(child: ChildProcess, timeoutMs = 30_000): Promi
       if (said.includes('ready\n')) done('ready')
     })
     pipe.on('error', () => {})
-    if (ended) setImmediate(() => done('exited'))
-    child.on('exit', () => done('exited'))
+    // The exit can come before the last words on the pipe: the pipe's end is what counts (or the exit, should
+    // a grandchild still hold the pipe open).
+    const exited = (): void => void setTimeout(() => done('exited'), 200).unref()
+    pipe.on('close', () => {
+      if (child.exitCode !== null || child.signalCode !== null) done('exited')
+    })
+    if (ended) setImmediate(exited)
+    child.on('exit', exited)
     child.on('error', () => done('exited'))
   })
   pipe.destroy()
-  return outcome
+  if (state !== 'exited') return { state }
+  const failed = said.split('\n').find((l) => l.startsWith('fail '))
+  if (failed === undefined) return { state }
+  try {
+    parseVerdict(failed)
+  } catch (err) {
+    if (ZosError.is(err)) return { state, failure: err }
+  }
+  return { state }
+}
+
+/** In the child: tells a waiting parent (if any) why it failed, as a verdict line, before it exits. */
+export function reportFailure(err: unknown): void {
+  if (process.env[READY_FD_ENV] !== '3') return
+  delete process.env[READY_FD_ENV]
+  try {
+    writeSync(3, formatVerdict(ZosError.is(err) ? { code: err.code, message: err.message } : { code: 'INTERNAL', message: errorMessage(err) }))
+    closeSync(3)
+  } catch {
+    // the parent stopped waiting
+  }
 }
 
 /** In the child: tells a waiting parent (if any) that the mount serves; once, then the pipe is closed. */

@@ -151,8 +151,10 @@ test('cli flist - mount --daemon returns once the flist is verified and served; 
   // an unsigned flist is refused for want of a trusted signer.
   const key = join(dir, 'key.json')
   assert.equal((await zos(['key', 'new', '-o', key])).code, 0)
-  const untrusted = await zos(['flist', 'mount', fl, mnt, '--store', `dir://${store}`, '--cache', join(dir, 'cache'), '--trust', key, '--daemon'])
+  const untrusted = await zos(['--json', 'flist', 'mount', fl, mnt, '--store', `dir://${store}`, '--cache', join(dir, 'cache'), '--trust', key, '--daemon'])
   assert.notEqual(untrusted.code, 0)
   assert.match(untrusted.stderr, /not signed/)
+  // The serving process's own error code, not one guessed from its exit status (shared with SIGNATURE_INVALID).
+  assert.equal((JSON.parse(untrusted.stdout) as { error: { code: string } }).error.code, 'UNTRUSTED_SIGNER')
   assert.equal(await mountedAt(), false)
 })

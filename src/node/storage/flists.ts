@@ -207,10 +207,10 @@ export class FlistManager {
     const child = spawn(process.execPath, [...helperArgs(), JSON.stringify(args)], { detached: true, ...readyPipeOptions(fd) })
     closeSync(fd)
     await writeFile(`${run}.pid`, String(child.pid))
-    const outcome = await awaitReady(child)
-    if (outcome !== 'ready') {
+    const { state } = await awaitReady(child)
+    if (state !== 'ready') {
       const tail = await readFile(logFile, 'utf8').then((t) => t.trim().split('\n').slice(-3).join(' '), () => '')
-      if (outcome === 'timeout') child.kill('SIGKILL')
+      if (state === 'timeout') child.kill('SIGKILL')
       throw zerr('MOUNT_FAILED', `cannot mount flist ${f.url}: ${tail || 'the mount helper did not come up'}`, { flist: f.url })
     }
     child.unref()
