@@ -95,7 +95,6 @@ export async function pushFlist(client: HubClient, file: string, options: PushOp
 
 async function push(client: HubClient, file: string, options: PushOptions, metadata: MetadataUpload): Promise<PushResult> {
   const started = performance.now()
-  const tag = options.tag ?? DEFAULT_TAG
   const progress = options.onProgress ?? (() => {})
   // The packs first; chunk rows only for the packs the hub lacks (and the delta bases they need).
   const flist = PushableFlist.open(file)
@@ -257,9 +256,10 @@ async function push(client: HubClient, file: string, options: PushOptions, metad
     try {
       answer = await metadata.answer!
     } catch (err) {
-      // Refused for want of packs: every pack is stored now, send it again.
+      // Refused for want of packs: every pack is stored now, send it again (the bytes read already).
       if (!(retryable(err) && uploads.length > 0)) throw err
-      answer = await client.uploadFlist(ns!, options.name, sendFile, { tag, latest: options.latest ?? true })
+      await metadata.send(ns!, sendFile)
+      answer = await metadata.answer!
     }
     progress({ phase: 'metadata', done: 1, total: 1 })
     const metadataBytes = (await stat(sendFile)).size
