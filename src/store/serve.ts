@@ -19,7 +19,15 @@ import { FdCache } from './fdcache.js'
 export const CACHE_CONTROL = 'public, max-age=31536000, immutable'
 /** Ranges accepted in one request; more is answered 416 (clients should coalesce instead). */
 export const MAX_RANGES = 64
-const PIECE = 256 * 1024
+/** Bytes read from a pack per file read and socket write. */
+const PIECE = 1024 * 1024
+/**
+ * Read buffers kept for reuse. A fresh 1 MiB buffer is fresh memory to the kernel (glibc maps allocations over
+ * 128 KiB anew), and each first touch of a 4 KiB page costs 10-15 µs on the VMs we measure: about 1 ms of a
+ * 400 KB range answer, a third of its latency on loopback (a mount's page fault waits for it).
+ */
+const POOLED_PIECES = 16
+const pieces: Buffer[] = []
 
 export interface ServeOptions {
   /** The store directory (a path, not a URL). */
@@ -99,9 +107,9 @@ class Metrics {
 /** Body bytes written per response, for logs and metrics. */
 const sentBytes = new WeakMap<ServerResponse, number>()
 
-function send(res: ServerResponse, chunk: Buffer | string): boolean {
+function send(res: ServerResponse, chunk: Buffer | string, written?: () => void): boolean {
   sentBytes.set(res, (sentBytes.get(res) ?? 0) + Buffer.byteLength(chunk))
-  return res.write(chunk)
+  return written ? res.write(chunk, written) : res.write(chunk)
 }
 
 /** Writes bytes start..end (inclusive) of `fh` to `res`, honouring back-pressure; false if the client left. */
@@ -109,12 +117,18 @@ async function writeRange(fh: FileHandle, start: number, end: number, res: Serve
   let pos = start
   while (pos <= end) {
     if (res.destroyed) return false
-    const n = Math.min(PIECE, end + 1 - pos)
-    const buf = Buffer.allocUnsafe(n)
-    const { bytesRead } = await fh.read(buf, 0, n, pos)
-    if (bytesRead === 0) throw new Error(`file ended at byte ${pos}, before ${end + 1}`)
+    const buf = pieces.pop() ?? Buffer.allocUnsafeSlow(PIECE)
+    const { bytesRead } = await fh.read(buf, 0, Math.min(PIECE, end + 1 - pos), pos)
+    if (bytesRead === 0) {
+      pieces.push(buf)
+      throw new Error(`file ended at byte ${pos}, before ${end + 1}`)
+    }
     pos += bytesRead
-    if (!send(res, bytesRead === n ? buf : buf.subarray(0, bytesRead))) await drainedOrClosed(res)
+    // The buffer is reused only once the socket has taken (or dropped) its bytes.
+    const flowing = send(res, buf.subarray(0, bytesRead), () => {
+      if (pieces.length < POOLED_PIECES) pieces.push(buf)
+    })
+    if (!flowing) await drainedOrClosed(res)
   }
   return true
 }

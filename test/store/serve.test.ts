@@ -74,6 +74,28 @@ test('serve - GET whole pack, single range, HEAD, caching headers', async (t) =>
   assert.equal(ifRange.body.length, 10000)
 })
 
+test('serve - many ranges at once, some longer than one read buffer, each get their own bytes', async (t) => {
+  // Read buffers are reused across responses once the socket has taken them: answers in flight must not share one.
+  const root = join(await tempDir(t), 'store')
+  const store = await DirStore.open(root, { create: true })
+  const p = buildPack(48, 64 * 1024) // 3 MiB: ranges up to 2.5 MiB span several 1 MiB reads
+  await store.putPack(p.id, p.data, p.chunks)
+  await store.close()
+  const server = await serveStore({ root })
+  t.after(() => server.close())
+  const ranges = Array.from({ length: 40 }, (_, i) => {
+    const start = (i * 77_777) % (p.data.length / 2)
+    return { start, end: start + ((i * 131_071) % (2_500_000 - 1)) }
+  })
+  for (let round = 0; round < 2; round++) {
+    const answers = await Promise.all(ranges.map((r) => raw(server.url, `/packs/${p.id}`, { range: `bytes=${r.start}-${r.end}` })))
+    answers.forEach((a, i) => {
+      assert.equal(a.status, 206)
+      assert.ok(a.body.equals(p.data.subarray(ranges[i]!.start, ranges[i]!.end + 1)), `range ${i} of round ${round}`)
+    })
+  }
+})
+
 test('serve - several ranges are answered as multipart/byteranges', async (t) => {
   const { url, p } = await setup(t)
   const res = await raw(url, `/packs/${p.id}`, { range: 'bytes=0-9,5000-5099,-5' })
