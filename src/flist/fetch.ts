@@ -5,6 +5,7 @@
 // Failures name the chunk, its pack and the store: CHUNK_MISSING when the store lacks the bytes,
 // CHUNK_TAMPERED when they do not decode to the chunk's id.
 import { freemem, totalmem } from 'node:os'
+import { setImmediate as nextTurn } from 'node:timers/promises'
 import { BufferLru } from '../core/lru.js'
 import { zerr, ZosError } from '../core/errors.js'
 import type { Store } from '../store/types.js'
@@ -66,6 +67,14 @@ const CACHE_WRITE_BACKLOG = 32 * 1024 * 1024
  */
 const CACHE_DEFER_MS = 100
 const CACHE_DEFER_BYTES = 64 * 1024 * 1024
+
+/**
+ * A batch of fetched chunks is decoded (zstd, SHA-256: ~2 ms per MiB here) in slices of about this long, with a
+ * turn of the event loop between them. A mount's prefetch list arrives in batches of 64 chunks, several at once:
+ * decoded in one go they kept the filesystem's requests (a program's lookups and page faults) waiting 30-60 ms
+ * each while node started.
+ */
+const DECODE_SLICE_MS = 2
 
 /** Chunk rows looked up from the metadata, kept so that a hot chunk costs no SQLite query per read. */
 const INFO_ENTRIES = 65536
@@ -193,7 +202,12 @@ export class ChunkFetcher {
       const raw = await this.readRaw(all)
       // Full chunks first, then deltas (their bases are then known).
       const order = all.map((info, i) => ({ info, data: raw[i]! })).sort((a, b) => Number(a.info.base !== undefined) - Number(b.info.base !== undefined))
+      let slice = performance.now()
       for (const { info, data } of order) {
+        if (performance.now() - slice > DECODE_SLICE_MS) {
+          await nextTurn()
+          slice = performance.now()
+        }
         const plain = this.decode(info, data, info.base !== undefined ? baseOf.get(info.base) : undefined)
         baseOf.set(info.id, plain)
         this.stats.fetchedChunks++
