@@ -321,27 +321,37 @@ export function registerFlist(program: Command): void {
     .option('--daemon', 'run in the background once mounted (stop it with `zos flist umount`)')
     .action(async (file: string, mountpoint: string, opts: Record<string, unknown>, cmd: Command) => {
       if (opts.daemon) return daemonize(mountpoint, cmd)
-      const [{ mountFlist, assertMountable }, { DiskChunkCache }, { openStore }, { unmountOnSignals }, { parseSize }, overlay, path, os, { reportReady, readVerdict, FLIST_FD_ENV, VERDICT_FD_ENV }] = await Promise.all([
+      const [{ startMount }, { assertMountable, FLIST_SUBTYPE, flistFsname }, { parseSize }, fs, path, os] = await Promise.all([
+        import('../fuse/index.js'),
+        import('../flist/mount-options.js'),
+        import('./output.js'),
+        import('node:fs'),
+        import('node:path'),
+        import('node:os'),
+      ])
+      assertMountable()
+      const cacheBytes = parseSize(String(opts.cacheSize))
+      const memoryBytes = opts.memoryCache === 'auto' ? undefined : parseSize(String(opts.memoryCache))
+      const src = await resolveFlist(file, opts.store as string | undefined)
+      // Before the cache is opened (and its directory made): a mistyped flist path changes nothing on disk.
+      if (!fs.existsSync(src.file)) throw zerr('NOT_FOUND', `flist ${src.file} does not exist`, { path: src.file })
+      const writable = opts.writable as string | undefined
+      const flistAt = writable ? path.join(writable, 'lower') : mountpoint
+      if (writable) fs.mkdirSync(flistAt, { recursive: true })
+      // mount(8) and the FUSE reader thread now, while the flist, cache and store code loads (60-100 ms here): the
+      // kernel holds every request until the session starts, after the flist's checks.
+      const pending = startMount(flistAt, { fsname: flistFsname(src.file), subtype: FLIST_SUBTYPE })
+      const [{ mountFlist }, { DiskChunkCache }, { openStore }, { unmountOnSignals }, overlay, { reportReady, readVerdict, FLIST_FD_ENV, VERDICT_FD_ENV }] = await Promise.all([
         import('../flist/mount.js'),
         import('../flist/cache.js'),
         import('../store/open.js'),
         import('../fuse/index.js'),
-        import('./output.js'),
         import('../flist/overlay.js'),
-        import('node:path'),
-        import('node:os'),
         import('../flist/ready.js'),
       ])
-      assertMountable()
-      const src = await resolveFlist(file, opts.store as string | undefined)
-      // Before the cache is opened (and its directory made): a mistyped flist path changes nothing on disk.
-      if (!(await import('node:fs')).existsSync(src.file)) throw zerr('NOT_FOUND', `flist ${src.file} does not exist`, { path: src.file })
       const cacheDir = (opts.cache as string | undefined) ?? path.join(process.env.ZOS_HOME ?? path.join(os.homedir(), '.zos'), 'cache')
-      const cache = await DiskChunkCache.open(cacheDir, parseSize(String(opts.cacheSize)))
+      const cache = await DiskChunkCache.open(cacheDir, cacheBytes)
       const store = await openStore(storeOption(src.store))
-      const writable = opts.writable as string | undefined
-      const flistAt = writable ? path.join(writable, 'lower') : mountpoint
-      if (writable) await import('node:fs/promises').then((fs) => fs.mkdir(flistAt, { recursive: true }))
       // Started by `--daemon`, which handed over the flist file open (fd 4) and checks it meanwhile (verdict on fd 5).
       const inherited = process.env[FLIST_FD_ENV] === '4' && process.env[VERDICT_FD_ENV] === '5'
       delete process.env[FLIST_FD_ENV]
@@ -356,8 +366,9 @@ export function registerFlist(program: Command): void {
         name: src.file,
         ...(verified ? { verified } : {}),
         prefetch: opts.prefetch !== false,
-        ...(opts.memoryCache === 'auto' ? {} : { memoryBytes: parseSize(String(opts.memoryCache)) }),
+        ...(memoryBytes !== undefined ? { memoryBytes } : {}),
         ...(opts.trace ? { traceFile: String(opts.trace) } : {}),
+        fuse: { pending },
       })
       if (writable) {
         try {

@@ -7,12 +7,13 @@
 //   mount     → the chunks of the flist's prefetch list are fetched in order, a few requests ahead, in the background
 //   trace     → the parts of files read are recorded in the order first read (for `pack --prefetch`)
 import { writeFileSync, renameSync } from 'node:fs'
-import { zerr, ZosError, errorMessage } from '../core/errors.js'
-import { FuseError, mountFuse, type FuseMount, type MountOptions } from '../fuse/index.js'
+import { ZosError, errorMessage } from '../core/errors.js'
+import { FuseError, mountFuse, type FuseMount, type MountOptions, type PendingMount } from '../fuse/index.js'
 import type { Attr, DirEntry, DirEntryPlus, DirAdder, Entry, FuseLogger, FuseOps } from '../fuse/types.js'
 import type { Store } from '../store/types.js'
 import type { DiskChunkCache } from './cache.js'
 import { ChunkFetcher, defaultMemoryBytes, type FetcherStats } from './fetch.js'
+import { FLIST_SUBTYPE, flistFsname } from './mount-options.js'
 import { formatPrefetchList, type PrefetchEntry } from './prefetch.js'
 import { FlistReader, type Inode, type TrustedKey } from './reader.js'
 import { ROOT_INO } from './schema.js'
@@ -46,7 +47,8 @@ export interface FlistMountOptions {
   /** Record which chunk-aligned byte ranges of which files are read, in order, and write them to this file at unmount (prefetch.ts). */
   traceFile?: string
   logger?: FuseLogger
-  fuse?: Omit<MountOptions, 'logger' | 'readOnly'>
+  /** FUSE options; `pending` is a mount startMount began for this mountpoint with flistMountOptions(). */
+  fuse?: Omit<MountOptions, 'logger' | 'readOnly'> & { pending?: PendingMount }
 }
 
 export interface FlistMount {
@@ -407,8 +409,8 @@ export async function mountFlist(flist: string, mountpoint: string, options: Fli
   let fuse: FuseMount
   try {
     fuse = await mountFuse(mountpoint, fs, {
-      fsname: `zos:${reader.root.toString('hex').slice(0, 16)}`,
-      subtype: 'zosflist',
+      fsname: flistFsname(options.name ?? flist),
+      subtype: FLIST_SUBTYPE,
       ...options.fuse,
       whileMounting: options.verified ? async () => reader.acceptVerified(await options.verified!) : () => reader.verify(),
       logger: log,
@@ -457,6 +459,4 @@ export async function mountFlist(flist: string, mountpoint: string, options: Fli
   }
 }
 
-export function assertMountable(): void {
-  if (process.getuid?.() !== 0) throw zerr('PERMISSION', 'mounting an flist needs root (FUSE mounts are made with mount(2))')
-}
+export { assertMountable } from './mount-options.js'

@@ -9,7 +9,8 @@ import { spawn, spawnSync } from 'node:child_process'
 import { resolve as resolvePath } from 'node:path'
 import { constants as osConstants } from 'node:os'
 import { zerr } from '../core/errors.js'
-import { FuseSession, type InitInfo, type SessionEnd } from './session.js'
+import { FuseSession, prepareReader, type InitInfo, type SessionEnd } from './session.js'
+import type { DevReader } from './reader.js'
 import type { FuseOps, FuseLogger } from './types.js'
 
 export interface MountOptions {
@@ -240,31 +241,57 @@ function installExitHook(): void {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-/**
- * Mounts `ops` at `mountpoint` and resolves once the kernel's INIT has been answered. Needs root and /dev/fuse.
- * Errors: PERMISSION (not root, or /dev/fuse refused), FUSE_UNAVAILABLE (no /dev/fuse), INVALID_ARGUMENT
- * (mountpoint missing or not a directory, bad option), EXISTS (something is already mounted there),
- * MOUNT_FAILED (mount(8) failed or INIT never came).
- */
-export async function mountFuse(mountpoint: string, ops: FuseOps, options: MountOptions = {}): Promise<FuseMount> {
-  if (typeof mountpoint !== 'string' || mountpoint === '') throw zerr('INVALID_ARGUMENT', 'mountFuse: mountpoint must be a non-empty path')
-  if (typeof ops?.lookup !== 'function' || typeof ops?.getattr !== 'function') {
-    throw zerr('INVALID_ARGUMENT', 'mountFuse: ops must implement at least lookup() and getattr()')
-  }
-  const logger = options.logger ?? stderrLogger
+interface Settings {
+  fsname: string
+  subtype: string
+  queueDepth: number
+  maxPages: number
+  maxBackground: number
+  readAheadKb: number
+  initTimeoutMs: number
+  entryTtlMs: number
+  attrTtlMs: number
+  allowOther: boolean
+  defaultPermissions: boolean
+  cleanupOnExit: boolean
+}
+
+function settingsOf(options: MountOptions): Settings {
   const fsname = options.fsname ?? 'zos'
   const subtype = options.subtype ?? 'zos'
   if (!FSNAME_RE.test(fsname)) throw zerr('INVALID_ARGUMENT', `mount option fsname ${JSON.stringify(fsname)} must be 1..200 characters without spaces, commas or backslashes`, { option: 'fsname' })
   if (!NAME_RE.test(subtype)) throw zerr('INVALID_ARGUMENT', `mount option subtype ${JSON.stringify(subtype)} must match ${String(NAME_RE)}`, { option: 'subtype' })
   if (options.readOnly === false) throw zerr('UNSUPPORTED', 'writable FUSE mounts are not supported yet: mount read-only', { option: 'readOnly' })
-  const queueDepth = intOption(options.queueDepth, 'queueDepth', 16, 2, 1024)
-  const maxPages = intOption(options.maxPages, 'maxPages', 256, 1, 256)
-  const maxBackground = intOption(options.maxBackground, 'maxBackground', 64, 1, 65535)
-  const readAheadKb = intOption(options.readAheadKb, 'readAheadKb', 1024, 0, 1 << 20)
-  const initTimeoutMs = intOption(options.initTimeoutMs, 'initTimeoutMs', 10_000, 1, 600_000)
-  const entryTtlMs = ttlOption(options.entryTtlMs, 'entryTtlMs')
-  const attrTtlMs = ttlOption(options.attrTtlMs, 'attrTtlMs')
+  return {
+    fsname,
+    subtype,
+    queueDepth: intOption(options.queueDepth, 'queueDepth', 16, 2, 1024),
+    maxPages: intOption(options.maxPages, 'maxPages', 256, 1, 256),
+    maxBackground: intOption(options.maxBackground, 'maxBackground', 64, 1, 65535),
+    readAheadKb: intOption(options.readAheadKb, 'readAheadKb', 1024, 0, 1 << 20),
+    initTimeoutMs: intOption(options.initTimeoutMs, 'initTimeoutMs', 10_000, 1, 600_000),
+    entryTtlMs: ttlOption(options.entryTtlMs, 'entryTtlMs'),
+    attrTtlMs: ttlOption(options.attrTtlMs, 'attrTtlMs'),
+    allowOther: options.allowOther ?? true,
+    defaultPermissions: options.defaultPermissions ?? true,
+    cleanupOnExit: options.cleanupOnExit ?? true,
+  }
+}
 
+/** A connection being attached at a mountpoint: /dev/fuse open, mount(8) running, the reader thread booting. */
+interface Attaching {
+  mnt: string
+  fd: number
+  reader: DevReader
+  mounting: Promise<RunResult>
+  settings: Settings
+  /** Taken over by mountFuse (until then, exit cleanup of a made mount is this attachment's own). */
+  adopted: boolean
+  exitEntry?: { mountpoint: string; device: string }
+}
+
+async function attach(mountpoint: string, settings: Settings, logger: FuseLogger): Promise<Attaching> {
+  if (typeof mountpoint !== 'string' || mountpoint === '') throw zerr('INVALID_ARGUMENT', 'mountFuse: mountpoint must be a non-empty path')
   const uid = process.getuid?.() ?? -1
   const gid = process.getgid?.() ?? -1
   if (uid !== 0) {
@@ -288,14 +315,68 @@ export async function mountFuse(mountpoint: string, ops: FuseOps, options: Mount
     if (code === 'EACCES' || code === 'EPERM') throw zerr('PERMISSION', `cannot open /dev/fuse (${code}): run as root`, {}, err)
     throw zerr('FUSE_UNAVAILABLE', `cannot open /dev/fuse (${code ?? 'error'}): is FUSE enabled in this kernel?`, {}, err)
   }
+  // The reader thread boots (40-60 ms) while mount(8) runs.
+  const reader = prepareReader(fd, settings.queueDepth)
+  const opts = [`fd=3`, `rootmode=40000`, `user_id=${uid}`, `group_id=${gid}`, 'ro']
+  if (settings.allowOther) opts.push('allow_other')
+  if (settings.defaultPermissions) opts.push('default_permissions')
+  const mounting = run('mount', ['-i', '-c', '-t', `fuse.${settings.subtype}`, '-o', opts.join(','), settings.fsname, mnt], fd)
+  return { mnt, fd, reader, mounting, settings, adopted: false }
+}
 
-  const session = new FuseSession(fd, ops, { entryTtlMs, attrTtlMs, queueDepth, maxPages, maxBackground, logger })
-  const opts = [`fd=3`, `rootmode=40000`, `user_id=${uid}`, `group_id=${gid}`]
-  opts.push('ro')
-  if (options.allowOther ?? true) opts.push('allow_other')
-  if (options.defaultPermissions ?? true) opts.push('default_permissions')
-  const mounting = run('mount', ['-i', '-c', '-t', `fuse.${subtype}`, '-o', opts.join(','), fsname, mnt], fd)
-  // mount(8) is running in its own process now: the filesystem's checks overlap with it.
+/** A mount started by startMount, for mountFuse to finish. */
+export interface PendingMount {
+  /** The mountpoint as given to startMount. */
+  readonly mountpoint: string
+  /** @internal */
+  readonly attaching: Promise<Attaching>
+}
+
+/**
+ * Starts mounting at `mountpoint` before the filesystem that will answer exists: checks the mountpoint, opens
+ * /dev/fuse, runs mount(8) and boots the reader thread, all in the background. Pass the result to mountFuse as
+ * `pending` (with the same mountpoint); its mount options are the ones given here. The kernel queues every
+ * request, INIT included, until mountFuse starts the session, so the mount can appear in the mount table before
+ * its filesystem serves. Errors (those of mountFuse) surface from mountFuse. A process that exits before
+ * mountFuse took the mount over detaches it on the way out (exitCleanup).
+ */
+export function startMount(mountpoint: string, options: Omit<MountOptions, 'whileMounting'> = {}): PendingMount {
+  const logger = options.logger ?? stderrLogger
+  const attaching = Promise.resolve().then(() => attach(mountpoint, settingsOf(options), logger))
+  attaching.then((a) => a.mounting.then((r) => {
+    if (r.code !== 0 || a.adopted || !a.settings.cleanupOnExit) return
+    const device = mountAt(a.mnt)?.device
+    if (device === undefined) return
+    a.exitEntry = { mountpoint: a.mnt, device }
+    liveMounts.add(a.exitEntry)
+    installExitHook()
+  })).catch(() => {}) // mountFuse reports failures
+  return { mountpoint, attaching }
+}
+
+/**
+ * Mounts `ops` at `mountpoint` and resolves once the kernel's INIT has been answered. Needs root and /dev/fuse.
+ * With `pending` (startMount for the same mountpoint) it finishes that mount instead of starting one; the
+ * options that shape the mount are then the ones given to startMount.
+ * Errors: PERMISSION (not root, or /dev/fuse refused), FUSE_UNAVAILABLE (no /dev/fuse), INVALID_ARGUMENT
+ * (mountpoint missing or not a directory, bad option), EXISTS (something is already mounted there),
+ * MOUNT_FAILED (mount(8) failed or INIT never came).
+ */
+export async function mountFuse(mountpoint: string, ops: FuseOps, options: MountOptions & { pending?: PendingMount } = {}): Promise<FuseMount> {
+  if (typeof ops?.lookup !== 'function' || typeof ops?.getattr !== 'function') {
+    throw zerr('INVALID_ARGUMENT', 'mountFuse: ops must implement at least lookup() and getattr()')
+  }
+  const logger = options.logger ?? stderrLogger
+  if (options.pending && options.pending.mountpoint !== mountpoint) {
+    throw zerr('INVALID_ARGUMENT', `mountFuse: the pending mount is for ${options.pending.mountpoint}, not ${mountpoint}`)
+  }
+  const a = await (options.pending?.attaching ?? attach(mountpoint, settingsOf(options), logger))
+  a.adopted = true
+  const { mnt, settings } = a
+  const { initTimeoutMs, readAheadKb } = settings
+
+  const session = new FuseSession(a.fd, ops, { ...settings, logger, reader: a.reader })
+  // mount(8) is running in its own process now (or is done): the filesystem's checks overlap with it.
   let checkFailed: { err: unknown } | undefined
   let checking: Promise<void> | void = undefined
   if (options.whileMounting) {
@@ -306,12 +387,13 @@ export async function mountFuse(mountpoint: string, ops: FuseOps, options: Mount
       checkFailed = { err }
     }
   }
-  const r = await mounting
+  const r = await a.mounting
   try {
     await checking
   } catch (err) {
     checkFailed = { err }
   }
+  if (a.exitEntry) liveMounts.delete(a.exitEntry) // this function's own cleanup takes over below
   if (r.code !== 0) {
     session.closeUnstarted()
     if (checkFailed) throw checkFailed.err
@@ -355,7 +437,7 @@ export async function mountFuse(mountpoint: string, ops: FuseOps, options: Mount
   }
 
   const entry = { mountpoint: mnt, device }
-  if (options.cleanupOnExit ?? true) {
+  if (settings.cleanupOnExit) {
     liveMounts.add(entry)
     installExitHook()
   }

@@ -94,7 +94,8 @@ export class DevReader {
   private stopped = false
   private lastError: Error | undefined
 
-  constructor(private readonly fd: number, private readonly slots: number, private readonly slotSize: number, private readonly h: ReaderHandlers) {
+  /** Handlers may be bound later (bind), before start(): a mount made early boots its thread before the filesystem exists. */
+  constructor(private readonly fd: number, private readonly slots: number, private readonly slotSize: number, private h?: ReaderHandlers) {
     const ctlInts = LEN + slots
     const sab = new SharedArrayBuffer(ctlInts * 4 + slots * slotSize)
     this.ctl = new Int32Array(sab, 0, ctlInts)
@@ -113,10 +114,10 @@ export class DevReader {
       stdout: false,
       stderr: false,
     })
-    this.worker.on('message', (m: { warn?: string; error?: string; code?: string }) => {
-      if (m.error !== undefined) this.lastError = Object.assign(new Error(m.error), { code: m.code })
-      else if (m.warn !== undefined) this.h.warn(m.warn, m.code ?? '')
-    })
+    // A thread that only waits for start() must not keep the process alive (a mount started early and then
+    // abandoned because the command failed); once reading, it does. (A 'message' listener would keep its port
+    // alive: the thread posts messages only once reading, so the listener comes with start().)
+    this.worker.unref()
     this.worker.on('error', (err) => {
       this.lastError = err
       this.finish(END_ERROR)
@@ -128,9 +129,21 @@ export class DevReader {
     })
   }
 
+  /** The handlers of a reader made without them. */
+  bind(h: ReaderHandlers): void {
+    if (this.h) throw new Error('DevReader: handlers are bound already')
+    this.h = h
+  }
+
   /** Lets the thread read requests (preparing it first if needed). */
   start(): void {
+    if (!this.h) throw new Error('DevReader: start() before bind()')
     this.prepare()
+    this.worker!.on('message', (m: { warn?: string; error?: string; code?: string }) => {
+      if (m.error !== undefined) this.lastError = Object.assign(new Error(m.error), { code: m.code })
+      else if (m.warn !== undefined) this.h!.warn(m.warn, m.code ?? '')
+    })
+    this.worker!.ref()
     Atomics.store(this.ctl, GO, 1)
     Atomics.notify(this.ctl, GO)
     void this.pump()
@@ -165,7 +178,7 @@ export class DevReader {
         break
       }
       try {
-        this.h.message(this.views[i]!, n)
+        this.h!.message(this.views[i]!, n)
       } finally {
         Atomics.store(ctl, LEN + i, 0)
         Atomics.notify(ctl, LEN + i)
@@ -183,6 +196,6 @@ export class DevReader {
     Atomics.store(this.ctl, STOP, 1)
     for (let i = 0; i < this.slots; i++) Atomics.notify(this.ctl, LEN + i)
     Atomics.notify(this.ctl, HEAD)
-    this.h.end(code, this.lastError)
+    this.h?.end(code, this.lastError)
   }
 }

@@ -30,6 +30,15 @@ export interface SessionOptions {
   /** How many background requests (readahead) the kernel may have in flight. */
   maxBackground: number
   logger: FuseLogger
+  /** A reader already made for this descriptor (prepareReader), its thread booting while the mount was made. */
+  reader?: DevReader
+}
+
+/** The reader thread of a session on `fd` with `queueDepth` (SessionOptions.queueDepth), started now; it reads once the session starts. */
+export function prepareReader(fd: number, queueDepth: number): DevReader {
+  const reader = new DevReader(fd, Math.max(2, queueDepth), Math.max(FUSE_MIN_READ_BUFFER, SLOT_SIZE))
+  reader.prepare()
+  return reader
 }
 
 export interface InitInfo {
@@ -143,13 +152,13 @@ export class FuseSession {
     this.closed = new Promise((resolve) => { this.resolveClosed = resolve })
     this.initialized = new Promise((resolve, reject) => { this.resolveInit = resolve; this.rejectInit = reject })
     this.initialized.catch(() => {}) // observed by mountFuse; never an unhandled rejection
-    this.reader = new DevReader(fd, Math.max(2, opts.queueDepth), Math.max(FUSE_MIN_READ_BUFFER, SLOT_SIZE), {
+    // The reader thread boots while the mount is being made (or has booted already); it reads once start() is called.
+    this.reader = opts.reader ?? prepareReader(fd, opts.queueDepth)
+    this.reader.bind({
       message: (buf, n) => this.onMessage(buf, n),
       end: (code, err) => this.onReaderEnd(code, err),
       warn: (message, code) => this.log('warn', { err: message, code }, 'fuse: read from /dev/fuse failed; retrying'),
     })
-    // The reader thread starts now and boots while the mount is being made; it reads once start() is called.
-    this.reader.prepare()
   }
 
   /** Starts reading requests; call after mount(2) attached the fd (reads before that fail with EPERM). */

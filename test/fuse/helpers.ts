@@ -61,7 +61,7 @@ export async function fuseDir(t: TestContext): Promise<{ dir: string; track: (m:
 }
 
 /** Spawns test/fuse/mount-child (the .ts under tsx, the compiled .js under dist). */
-export function spawnChild(mode: 'hold' | 'signals' | 'try', mountpoint: string, prefix: string[] = []): ChildProcess {
+export function spawnChild(mode: 'hold' | 'signals' | 'try' | 'abandon', mountpoint: string, prefix: string[] = []): ChildProcess {
   const ext = extname(fileURLToPath(import.meta.url))
   const script = fileURLToPath(new URL(`./mount-child${ext}`, import.meta.url))
   const nodeArgs = ext === '.ts' ? ['--import', 'tsx', script] : [script]

@@ -3,10 +3,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdir, open, readdir, readFile, statfs, writeFile } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
 import { isRoot } from '../helpers/tmp.js'
 import { ZosError } from '../../src/core/errors.js'
-import { mountFuse, mountAt } from '../../src/fuse/index.js'
+import { mountFuse, mountAt, startMount } from '../../src/fuse/index.js'
 import { MemFs } from './memfs.js'
 import { ok, fuseDir, spawnChild, childLine, waitExit } from './helpers.js'
 
@@ -207,4 +208,41 @@ test('fuse mount: whileMounting runs while mount(8) runs; if it throws, no reque
   assert.equal(passed, true)
   assert.equal(await ok('cat', [join(mnt, 'a.txt')]), 'alpha\n')
   await m.unmount()
+})
+
+test('fuse mount: startMount mounts before the filesystem exists; its requests wait for mountFuse, which reports its errors', { skip }, async (t) => {
+  const { dir, track } = await fuseDir(t)
+  const mnt = join(dir, 'early')
+  await mkdir(mnt)
+  const pending = startMount(mnt, { fsname: 'zos-early', subtype: 'zostest' })
+  let info
+  for (let i = 0; i < 500 && !(info = mountAt(mnt)); i++) await sleep(20)
+  assert.equal(info?.fstype, 'fuse.zostest')
+  assert.equal(info?.source, 'zos-early')
+  // The kernel holds this read until a session answers INIT.
+  let done = false
+  const reading = readFile(join(mnt, 'a.txt'), 'utf8').finally(() => { done = true })
+  await sleep(200)
+  assert.equal(done, false)
+  const m = track(await mountFuse(mnt, smallFs(), { pending, fsname: 'ignored' }))
+  assert.equal(await reading, 'alpha\n')
+  assert.equal(mountAt(mnt)?.source, 'zos-early')
+  await m.unmount()
+  assert.equal(mountAt(mnt), undefined)
+
+  await isCode(mountFuse(join(dir, 'nope'), smallFs(), { pending: startMount(join(dir, 'nope')) }), 'INVALID_ARGUMENT')
+  const other = startMount(mnt)
+  await isCode(mountFuse(join(dir, 'x'), smallFs(), { pending: other }), 'INVALID_ARGUMENT')
+  track(await mountFuse(mnt, smallFs(), { pending: other })).unmount()
+})
+
+test('fuse mount: a process that started a mount and never took it over ends by itself and detaches it', { skip }, async (t) => {
+  const { dir } = await fuseDir(t)
+  const mnt = join(dir, 'mnt')
+  await mkdir(mnt)
+  const child = spawnChild('abandon', mnt)
+  const line = await childLine(child)
+  assert.equal(line.ready, true, JSON.stringify(line))
+  assert.deepEqual(await waitExit(child), { code: 0, signal: null })
+  assert.equal(mountAt(mnt), undefined)
 })
