@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process'
 import { mkdir, readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { zerr } from '../core/errors.js'
+import { FLIST_SUBTYPE } from './mount-options.js'
 
 export interface OverlayPaths {
   lower: string
@@ -84,7 +85,7 @@ export async function unmountRoot(path: string): Promise<{ unmounted: string[] }
     await unmount(top.mountpoint)
     unmounted.push(top.mountpoint)
     const below = lower ? await findMount(lower) : undefined
-    if (below && below.fstype.startsWith('fuse.zosflist')) {
+    if (below && below.fstype === `fuse.${FLIST_SUBTYPE}`) {
       await unmount(below.mountpoint)
       unmounted.push(below.mountpoint)
     }
