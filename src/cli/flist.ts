@@ -58,6 +58,10 @@ async function daemonize(mountpoint: string, cmd: Command): Promise<void> {
   }
   child.unref()
   emit(cmd, { mountpoint: target, pid: child.pid, log: logFile }, (r) => `mounted at ${r.mountpoint} (pid ${r.pid}, log ${r.log}); stop with \`zos flist umount ${r.mountpoint}\``)
+  // Done, and a workload is waiting for this command to return: leave now rather than tear the runtime down
+  // (20-40 ms here between the answer and the exit). Output to files, pipes and terminals is written
+  // synchronously on Linux, so it is all out.
+  process.exit(0)
 }
 
 function modeString(mode: number): string {
