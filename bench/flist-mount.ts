@@ -128,8 +128,14 @@ interface MountStats {
   fetchedBytes: number
   /** Plaintext bytes of the chunks it fetched. */
   fetchedPlainBytes: number
-  /** Bytes the mount returned to the kernel (the program's reads plus the kernel's read-ahead). */
+  /**
+   * Bytes the mount gave the kernel: its answers to READs (the program's reads plus the kernel's read-ahead) and
+   * the content it stored into the page cache unasked (the rest of the chunks it fetched for those reads, its own
+   * read-ahead, the prefetch list), which the program then reads without a request.
+   */
   readBytes: number
+  /** Of readBytes, what was stored unasked. */
+  pushedBytes: number
 }
 
 const UNITS: Record<string, number> = { B: 1, KiB: 1024, MiB: MiB, GiB: 1024 * MiB, TiB: 1024 * 1024 * MiB }
@@ -146,10 +152,10 @@ async function unmount(m: Mounted): Promise<MountStats | undefined> {
   const text = readFileSync(m.log, 'utf8')
   rmSync(m.log, { force: true })
   const size = '([\\d.]+) (B|KiB|MiB|GiB|TiB)'
-  const x = new RegExp(`fetched (\\d+) chunks \\(${size}, ${size} plaintext\\) for ${size} read`).exec(text)
+  const x = new RegExp(`fetched (\\d+) chunks \\(${size}, ${size} plaintext\\) for ${size} read, ${size} stored into the page cache`).exec(text)
   if (!x) return undefined
   const bytes = (i: number): number => Number(x[i]) * UNITS[x[i + 1]!]!
-  return { fetchedChunks: Number(x[1]), fetchedBytes: bytes(2), fetchedPlainBytes: bytes(4), readBytes: bytes(6) }
+  return { fetchedChunks: Number(x[1]), fetchedBytes: bytes(2), fetchedPlainBytes: bytes(4), readBytes: bytes(6) + bytes(8), pushedBytes: bytes(8) }
 }
 
 let cleaning: Promise<void> | undefined
@@ -499,7 +505,7 @@ async function main(): Promise<Record<string, unknown>> {
       for (const [variant, flist] of [['plain', image.flist], ['prefetch', withPrefetch]] as const) {
         const c = await coldRun(flist, program, server)
         variants[variant]!.push(c)
-        log(`cold ${program.name}${variant === 'prefetch' ? ' (prefetch list)' : ''}: first output ${c.firstOutputMs.toFixed(0)} ms (mount ${c.mountMs.toFixed(0)} ms), ${(c.httpBytes / 1e6).toFixed(1)} MB over HTTP, ${((c.stats?.fetchedPlainBytes ?? NaN) / 1e6).toFixed(1)} MB plaintext fetched for ${((c.stats?.readBytes ?? NaN) / 1e6).toFixed(1)} MB read`)
+        log(`cold ${program.name}${variant === 'prefetch' ? ' (prefetch list)' : ''}: first output ${c.firstOutputMs.toFixed(0)} ms (mount ${c.mountMs.toFixed(0)} ms), ${(c.httpBytes / 1e6).toFixed(1)} MB over HTTP, ${((c.stats?.fetchedPlainBytes ?? NaN) / 1e6).toFixed(1)} MB plaintext fetched for ${((c.stats?.readBytes ?? NaN) / 1e6).toFixed(1)} MB read (${((c.stats?.pushedBytes ?? NaN) / 1e6).toFixed(1)} MB of it stored into the page cache unasked)`)
       }
     }
     const unpackRuns: number[] = []
@@ -568,7 +574,7 @@ function report(r: Record<string, unknown>): void {
   }
   out.push(`\nfirst read of the file through the mount (cold, over HTTP from localhost): ${f0(seq.coldOverHttpMBs)} MB/s`)
   out.push('\ncold start, empty cache, flist over HTTP from localhost (medians)\n')
-  out.push('| program | flist | first output | of which mount | unpack + run | curl\\|zstd\\|tar + run | faster than unpack / tar | MB over HTTP | MB fetched (plaintext) | MB read | fetched / read |')
+  out.push('| program | flist | first output | of which mount | unpack + run | curl\\|zstd\\|tar + run | faster than unpack / tar | MB over HTTP | MB fetched (plaintext) | MB read (answered + stored unasked) | fetched / read |')
   out.push('|---|---|---|---|---|---|---|---|---|---|---|')
   for (const [name, v] of Object.entries(r.cold as Record<string, { unpackMs: number; tarMs: number; plain: ColdSummary; prefetch: ColdSummary }>)) {
     for (const variant of ['plain', 'prefetch'] as const) {

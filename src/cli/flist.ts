@@ -399,7 +399,7 @@ export function registerFlist(program: Command): void {
       await m.unmount()
       await store.close()
       const s = m.stats()
-      process.stderr.write(`unmounted ${mountpoint} (${end.reason}); fetched ${s.fetchedChunks} chunks (${formatBytes(s.fetchedBytes)}, ${formatBytes(s.fetchedPlainBytes)} plaintext) for ${formatBytes(s.readBytes)} read\n`)
+      process.stderr.write(`unmounted ${mountpoint} (${end.reason}); fetched ${s.fetchedChunks} chunks (${formatBytes(s.fetchedBytes)}, ${formatBytes(s.fetchedPlainBytes)} plaintext) for ${formatBytes(s.readBytes)} read, ${formatBytes(s.pushedBytes)} stored into the page cache\n`)
     })
 
   flist

@@ -6,6 +6,8 @@
 //   read      → the chunks the range covers; sequential readers get the next chunks fetched ahead
 //   mount     → the chunks of the flist's prefetch list are fetched in order, a few requests ahead, in the background
 //   trace     → the parts of files read are recorded in the order first read (for `pack --prefetch`)
+//   page cache→ content fetched beyond what a READ asked for (the rest of its chunks, read-ahead, small files, the
+//               prefetch list) is stored into the kernel's page cache, so reads and page faults there need no request
 import { writeFileSync, renameSync } from 'node:fs'
 import { ZosError, errorMessage } from '../core/errors.js'
 import { FuseError, mountFuse, type FuseMount, type MountOptions, type PendingMount } from '../fuse/index.js'
@@ -46,6 +48,11 @@ export interface FlistMountOptions {
   prefetch?: boolean
   /** Record which chunk-aligned byte ranges of which files are read, in order, and write them to this file at unmount (prefetch.ts). */
   traceFile?: string
+  /**
+   * Store fetched content the kernel did not ask for into its page cache (FUSE_NOTIFY_STORE; default true, off
+   * while tracing: a trace must see every read).
+   */
+  pageCache?: boolean
   logger?: FuseLogger
   /** FUSE options; `pending` is a mount startMount began for this mountpoint with flistMountOptions(). */
   fuse?: Omit<MountOptions, 'logger' | 'readOnly'> & { pending?: PendingMount }
@@ -57,13 +64,17 @@ export interface FlistMount {
   readonly fuse: FuseMount
   /** Settles when the background prefetch is done (or failed: failures are logged, not thrown). */
   readonly prefetched: Promise<void>
-  stats(): FetcherStats & { readBytes: number; badChunks: number }
+  stats(): FetcherStats & { readBytes: number; pushedBytes: number; badChunks: number }
   unmount(): Promise<void>
 }
 
 /** Metadata never changes under a mount: let the kernel cache it for a long time. */
 const TTL_MS = 3600_000
 const S_IFDIR = 0o040000
+const PAGE = 4096
+/** Content kept for files not opened yet (FlistFs.storeOnOpen), at most. */
+const STORE_ON_OPEN_BYTES = 256 * 1024 * 1024
+
 /** A read this close to where the previous one ended continues a sequential stream. */
 const STREAM_SLACK = 4 * 1024 * 1024
 /** Chunks per read-ahead fetch (about 1 MiB: one store request). */
@@ -114,6 +125,20 @@ export function attrOf(inode: Inode): Attr {
 export class FlistFs implements FuseOps {
   readonly fetcher: ChunkFetcher
   readBytes = 0
+  /** Bytes stored into the kernel's page cache unasked (see pushRun). */
+  pushedBytes = 0
+  /**
+   * Where content goes that the kernel did not ask for (FuseMount.notifyStore), once mounted; undefined when
+   * FlistMountOptions.pageCache is off.
+   */
+  pushTo: ((ino: bigint, offset: number, parts: Buffer[], total: number, done: (err: Error | null) => void) => boolean) | undefined
+  /** Per file, the extents whose content the kernel has had: answered to a READ or stored. */
+  private readonly inKernel = new Map<number, Set<number>>()
+  /** Files opened: the kernel holds their inodes, so stores reach them. */
+  private readonly opened = new Set<number>()
+  /** Content for files not opened yet (a prefetch list comes before the program), stored when they are. */
+  private readonly storeOnOpen = new Map<number, { start: number; plains: readonly Buffer[]; size: number }[]>()
+  private storeOnOpenBytes = 0
   badChunks = 0
   cacheErrors = 0
   private readonly extentCache = new Map<number, FileExtent[]>()
@@ -199,15 +224,88 @@ export class FlistFs implements FuseOps {
   async open(ino: bigint, flags: number): Promise<{ keepCache: boolean }> {
     const node = this.inode(ino)
     if ((flags & 3) !== 0) throw new FuseError('EROFS')
-    if (node.type === 'file' && node.size > 0 && node.size <= this.smallFile) this.background(this.extents(node.ino).map((e) => e.chunk))
+    if (node.type === 'file' && !this.opened.has(node.ino)) {
+      this.opened.add(node.ino)
+      const waiting = this.storeOnOpen.get(node.ino)
+      this.storeOnOpen.delete(node.ino)
+      for (const w of waiting ?? []) for (const p of w.plains) this.storeOnOpenBytes -= p.length
+      // Just after the reply (the kernel then surely holds the inode).
+      if (waiting) setImmediate(() => { for (const w of waiting) this.pushBytes(node.ino, w.start, w.plains, w.size) })
+    }
+    if (node.type === 'file' && node.size > 0 && node.size <= this.smallFile) {
+      const list = this.extents(node.ino)
+      this.background(node.ino, list, 0, list.length)
+    }
     // Content never changes: the kernel may keep pages across opens.
     return { keepCache: true }
   }
 
-  /** Fetches chunks without waiting (read-ahead, small files, prefetch); failures surface on the real read. */
-  private background(chunks: number[]): void {
-    if (chunks.length === 0) return
-    this.fetcher.fetch(chunks).catch(() => {})
+  /**
+   * Fetches extents [from, to) of file `ino` without waiting (read-ahead, small files) and stores them into the
+   * page cache; failures surface on the real read.
+   */
+  private background(ino: number, list: readonly FileExtent[], from: number, to: number): void {
+    if (to <= from) return
+    this.fetcher
+      .fetch(list.slice(from, to).map((e) => e.chunk))
+      .then((plains) => this.pushRun(ino, list, from, plains))
+      .catch(() => {})
+  }
+
+  /**
+   * Stores the content of extents from, from + 1, … of file `ino` (their plaintexts, in order) into the kernel's
+   * page cache, skipping the extents it has had already. Pages at the edges of a run that the run only partly
+   * covers are left out (the kernel caches whole pages only), except the last page of the file.
+   */
+  private pushRun(ino: number, list: readonly FileExtent[], from: number, plains: readonly Buffer[]): void {
+    if (!this.pushTo) return
+    let had = this.inKernel.get(ino)
+    if (!had) this.inKernel.set(ino, (had = new Set()))
+    const size = list[list.length - 1]!.end
+    for (let i = 0; i < plains.length; ) {
+      if (had.has(from + i)) {
+        i++
+        continue
+      }
+      let j = i
+      while (j < plains.length && !had.has(from + j)) had.add(from + j++)
+      this.pushBytes(ino, list[from + i]!.offset, plains.slice(i, j), size)
+      i = j
+    }
+  }
+
+  /**
+   * Stores the whole pages of `plains` (contiguous content of file `ino` from `start` on) into the page cache, or
+   * keeps them for when the file is opened.
+   */
+  private pushBytes(ino: number, start: number, plains: readonly Buffer[], size: number): void {
+    if (!this.opened.has(ino)) {
+      let bytes = 0
+      for (const p of plains) bytes += p.length
+      // Bounded: what does not fit is read with requests, as without stores.
+      if (this.storeOnOpenBytes + bytes > STORE_ON_OPEN_BYTES) return
+      this.storeOnOpenBytes += bytes
+      let list = this.storeOnOpen.get(ino)
+      if (!list) this.storeOnOpen.set(ino, (list = []))
+      list.push({ start, plains, size })
+      return
+    }
+    let end = start
+    for (const p of plains) end += p.length
+    const first = Math.ceil(start / PAGE) * PAGE
+    const last = end >= size ? end : Math.floor(end / PAGE) * PAGE
+    if (last <= first) return
+    const parts: Buffer[] = []
+    let at = start
+    for (const p of plains) {
+      const a = Math.max(at, first)
+      const b = Math.min(at + p.length, last)
+      if (b > a) parts.push(p.subarray(a - at, b - at))
+      at += p.length
+    }
+    this.pushTo!(BigInt(ino), first, parts, last - first, (err) => {
+      if (!err) this.pushedBytes += last - first
+    })
   }
 
   async read(ino: bigint, _fh: bigint, offset: number, size: number): Promise<Buffer | Buffer[]> {
@@ -229,11 +327,30 @@ export class FlistFs implements FuseOps {
       throw new FuseError('EIO')
     }
     this.readBytes += end - offset
+    if (this.pushTo) this.pushAround(n, list, lo, offset, end, plains)
     const first = wanted[0]!
     if (plains.length === 1) return plains[0]!.subarray(offset - first.offset, end - first.offset)
     // Views of the verified chunks, written to the kernel with one writev: no copy (the driver writes them
     // before its next await, so a chunk evicted from the memory cache meanwhile is still this reply's).
     return wanted.map((e, i) => plains[i]!.subarray(Math.max(offset, e.offset) - e.offset, Math.min(end, e.end) - e.offset))
+  }
+
+  /**
+   * After a READ of [offset, end) answered from extents lo, lo + 1, …: the kernel now has those extents, except
+   * the parts of the first and the last before and after the range, which are stored into its page cache.
+   */
+  private pushAround(ino: number, list: readonly FileExtent[], lo: number, offset: number, end: number, plains: readonly Buffer[]): void {
+    let had = this.inKernel.get(ino)
+    if (!had) this.inKernel.set(ino, (had = new Set()))
+    const lastIndex = lo + plains.length - 1
+    const first = list[lo]!
+    const last = list[lastIndex]!
+    const size = list[list.length - 1]!.end
+    const headNew = !had.has(lo)
+    const tailNew = !had.has(lastIndex)
+    for (let i = lo; i <= lastIndex; i++) had.add(i)
+    if (headNew && first.offset < offset) this.pushBytes(ino, first.offset, [plains[0]!.subarray(0, offset - first.offset)], size)
+    if (tailNew && last.end > end) this.pushBytes(ino, end, [plains[plains.length - 1]!.subarray(end - last.offset)], size)
   }
 
   private traceRead(ino: number, first: number, last: number): void {
@@ -289,7 +406,7 @@ export class FlistFs implements FuseOps {
     s.ahead = Math.max(s.ahead, last + 1)
     const target = Math.min(list.length, last + 1 + s.window)
     if (target <= s.ahead || (target - s.ahead < s.window / 2 && target < list.length)) return
-    for (let i = s.ahead; i < target; i += READ_AHEAD_BATCH) this.background(list.slice(i, Math.min(i + READ_AHEAD_BATCH, target)).map((e) => e.chunk))
+    for (let i = s.ahead; i < target; i += READ_AHEAD_BATCH) this.background(ino, list, i, Math.min(i + READ_AHEAD_BATCH, target))
     s.ahead = target
     s.window = Math.min(s.window * 2, this.readAhead * 4)
   }
@@ -342,17 +459,23 @@ export class FlistFs implements FuseOps {
     return [...this.reader.xattrs(Number(ino)).keys()]
   }
 
-  /** The chunks the prefetch list covers, in list order, each once. */
-  prefetchChunks(): number[] {
-    const chunks = new Set<number>()
+  /** The chunks the prefetch list covers, in list order, each once, with where they first appear (file, extent). */
+  prefetchChunks(): { chunk: number; ino: number; index: number }[] {
+    const seen = new Set<number>()
+    const out: { chunk: number; ino: number; index: number }[] = []
     for (const r of this.reader.prefetch()) {
       const list = this.extents(r.ino)
       const end = Math.min(r.offset + r.length, list.at(-1)?.end ?? 0)
       if (r.offset >= end) continue
       const [lo, last] = extentSpan(list, r.offset, end)
-      for (let i = lo; i <= last; i++) chunks.add(list[i]!.chunk)
+      for (let i = lo; i <= last; i++) {
+        const chunk = list[i]!.chunk
+        if (seen.has(chunk)) continue
+        seen.add(chunk)
+        out.push({ chunk, ino: r.ino, index: i })
+      }
     }
-    return [...chunks]
+    return out
   }
 
   /**
@@ -370,7 +493,14 @@ export class FlistFs implements FuseOps {
         const batch = chunks.slice(next, next + PREFETCH_BATCH)
         next += batch.length
         try {
-          await this.fetcher.fetch(batch)
+          const plains = await this.fetcher.fetch(batch.map((c) => c.chunk))
+          // Into the page cache, by runs of neighbouring extents of one file.
+          for (let i = 0; i < batch.length; ) {
+            let j = i + 1
+            while (j < batch.length && batch[j]!.ino === batch[i]!.ino && batch[j]!.index === batch[j - 1]!.index + 1) j++
+            this.pushRun(batch[i]!.ino, this.extents(batch[i]!.ino), batch[i]!.index, plains.slice(i, j))
+            i = j
+          }
         } catch (err) {
           failed ??= { err }
         }
@@ -419,6 +549,8 @@ export async function mountFlist(flist: string, mountpoint: string, options: Fli
     reader.close()
     throw err
   }
+  // A trace must see every read: content stored unasked would be read without a request.
+  if ((options.pageCache ?? true) && !options.traceFile) fs.pushTo = (ino, offset, parts, total, done) => fuse.notifyStore(ino, offset, parts, total, done)
   const abort = new AbortController()
   const prefetched = options.prefetch === false
     ? Promise.resolve()
@@ -445,7 +577,7 @@ export async function mountFlist(flist: string, mountpoint: string, options: Fli
     reader,
     fuse,
     prefetched,
-    stats: () => ({ ...fs.fetcher.stats, readBytes: fs.readBytes, badChunks: fs.badChunks }),
+    stats: () => ({ ...fs.fetcher.stats, readBytes: fs.readBytes, pushedBytes: fs.pushedBytes, badChunks: fs.badChunks }),
     unmount() {
       unmounting ??= (async () => {
         finish()

@@ -64,6 +64,13 @@ export interface FuseMount {
    * lazily and its connection aborted, so open files fail with ENOTCONN instead of keeping the daemon alive.
    */
   unmount(): Promise<void>
+  /**
+   * Puts `total` bytes of file `ino`, from `offset` on, into the kernel's page cache without being asked
+   * (FUSE_NOTIFY_STORE; see FuseSession.store): whole pages only, never past the end of the file. For content a
+   * filesystem fetched anyway (the rest of a chunk, read-ahead, a prefetch list). The kernel must hold the inode
+   * (it has looked it up; an open file surely): `done` gets ENOENT otherwise. False once the session ended.
+   */
+  notifyStore(ino: bigint, offset: number, parts: readonly Uint8Array[], total: number, done?: (err: Error | null) => void): boolean
 }
 
 const stderrLogger: FuseLogger = {
@@ -488,6 +495,7 @@ export async function mountFuse(mountpoint: string, ops: FuseOps, options: Mount
       unmounting ??= doUnmount()
       return unmounting
     },
+    notifyStore: (ino, offset, parts, total, done) => session.store(ino, offset, parts, total, done),
   }
 }
 

@@ -448,6 +448,21 @@ export function encodeOpenOut(buf: Buffer, off: number, fh: bigint, openFlags: n
 }
 
 /** fuse_statfs_out (80 bytes). */
+/** fuse_notify_code FUSE_NOTIFY_STORE: content for the page cache, written unasked (unique 0). */
+export const NOTIFY_STORE = 4
+/** fuse_out_header + fuse_notify_store_out (nodeid, offset, size, padding). */
+export const NOTIFY_STORE_HEADER_SIZE = OUT_HEADER_SIZE + 24
+
+/** The header of a FUSE_NOTIFY_STORE message whose `size` bytes of data follow it. */
+export function encodeNotifyStore(buf: Buffer, nodeid: bigint, offset: number, size: number): void {
+  room(buf, 0, NOTIFY_STORE_HEADER_SIZE, 'fuse_notify_store_out')
+  encodeOutHeader(buf, 0, NOTIFY_STORE_HEADER_SIZE + size, NOTIFY_STORE, 0)
+  buf.writeBigUInt64LE(nodeid, OUT_HEADER_SIZE)
+  buf.writeBigUInt64LE(BigInt(offset), OUT_HEADER_SIZE + 8)
+  buf.writeUInt32LE(size, OUT_HEADER_SIZE + 16)
+  buf.writeUInt32LE(0, OUT_HEADER_SIZE + 20)
+}
+
 export function encodeStatfsOut(buf: Buffer, off: number, s: Statfs): number {
   room(buf, off, STATFS_OUT_SIZE, 'fuse_statfs_out')
   buf.fill(0, off, off + STATFS_OUT_SIZE)

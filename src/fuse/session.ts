@@ -2,7 +2,7 @@
 // the main thread, and replies are written in whatever order they complete, with fs.writeSync/writevSync (a write
 // to /dev/fuse only hands the reply to the waiting request, it never blocks for long). Nothing a request contains,
 // and nothing an operation throws, ends the session: only the kernel does (ENODEV once unmounted or aborted).
-import { writeSync, writevSync, closeSync } from 'node:fs'
+import { writeSync, writev, writevSync, closeSync } from 'node:fs'
 import { DevReader, END_UNMOUNTED, END_CLOSED } from './reader.js'
 import {
   Op, InitFlag, OpenFlag, WRITE_OPS, FUSE_KERNEL_VERSION, FUSE_MAX_MINOR, FUSE_MIN_MINOR,
@@ -11,7 +11,7 @@ import {
   decodeReleaseIn, decodeFlushIn, decodeGetattrIn, decodeForgetIn, decodeBatchForgetIn, decodeGetxattrIn,
   decodeListxattrIn, decodeAccessIn, decodeInterruptIn, encodeOutHeader, encodeEntryOut, encodeAttrOut,
   encodeOpenOut, encodeStatfsOut, encodeInitOut, encodeGetxattrOut, encodeDirent, encodeDirentplus, encodeXattrList,
-  checkName,
+  checkName, encodeNotifyStore, NOTIFY_STORE_HEADER_SIZE,
 } from './protocol.js'
 import { toErrno, EINTR, EIO, ENOENT, ENOSYS, EROFS, ERANGE, E2BIG, EAGAIN } from './errno.js'
 import type {
@@ -143,6 +143,9 @@ export class FuseSession {
   private resolveClosed!: (e: SessionEnd) => void
   private resolveInit!: (i: InitInfo) => void
   private rejectInit!: (e: Error) => void
+  /** Page-cache stores being written; the descriptor is closed only once none is (see store()). */
+  private storing = 0
+  private closeAfterStores = -1
   private logBudget = 20
   private logSuppressed = 0
   private logTimer: NodeJS.Timeout | null = null
@@ -652,7 +655,8 @@ export class FuseSession {
     this.ended = true
     const fd = this.fd
     this.fd = -1 // late replies must never reach a reused descriptor number
-    try { closeSync(fd) } catch { /* already closed */ }
+    if (this.storing > 0) this.closeAfterStores = fd // an in-flight store must not reach a reused number either
+    else try { closeSync(fd) } catch { /* already closed */ }
     for (const req of this.inflight.values()) req.interrupt()
     this.inflight.clear()
     this.pendingInterrupts.clear()
@@ -666,6 +670,31 @@ export class FuseSession {
         if (this.logTimer) clearTimeout(this.logTimer)
         this.resolveClosed(end)
       })
+  }
+
+  /**
+   * Hands the kernel content of file `ino` it did not ask for (FUSE_NOTIFY_STORE): `total` bytes in `parts`, to
+   * be found in its page cache from `offset` on, so that reads and page faults there need no request. Only whole
+   * pages (and a last page reaching the end of the file) become cached; the range must not pass the end of the
+   * file (the kernel would grow it). The write goes through the libuv pool, never on this thread: the kernel
+   * locks each page it fills, and a page locked by a READ that this thread has yet to answer would otherwise
+   * wait forever. `done` learns how it went (ENOENT: the kernel does not hold the inode, e.g. it was never looked
+   * up or has been forgotten). False when not serving.
+   */
+  store(ino: bigint, offset: number, parts: readonly Uint8Array[], total: number, done?: (err: Error | null) => void): boolean {
+    if (this.ended || this.init === null || this.fd < 0 || total <= 0) return false
+    const head = Buffer.allocUnsafe(NOTIFY_STORE_HEADER_SIZE)
+    encodeNotifyStore(head, ino, offset, total)
+    this.storing++
+    // writev takes at most IOV_MAX (1024) buffers.
+    const iov = parts.length < 1000 ? [head, ...parts] : [head, Buffer.concat(parts, total)]
+    writev(this.fd, iov, (err) => {
+      done?.(err)
+      if (--this.storing > 0 || this.closeAfterStores < 0) return
+      try { closeSync(this.closeAfterStores) } catch { /* already closed */ }
+      this.closeAfterStores = -1
+    })
+    return true
   }
 
   /**

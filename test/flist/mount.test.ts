@@ -267,6 +267,7 @@ test('mount - a trace of the ranges read becomes a prefetch list that the next m
   await ok('cat', [join(dir, 'mnt/etc/hostname')])
   // 4 KiB in the middle of a 3 MiB file: the kernel reads ahead a little, the trace names those chunks only.
   await ok('dd', [`if=${join(dir, 'mnt/data/random.bin')}`, 'of=/dev/null', 'bs=4096', 'skip=512', 'count=1', 'status=none'])
+  assert.equal(m.stats().pushedBytes, 0, 'while tracing nothing is stored into the page cache unasked: the trace sees every read')
   await m.unmount()
   const trace = parsePrefetchList(await readFile(join(dir, 'trace.txt'), 'utf8'))
   assert.deepEqual(trace[0], { path: '/etc/hostname', range: { offset: 0, length: 4 } })
@@ -285,6 +286,14 @@ test('mount - a trace of the ranges read becomes a prefetch list that the next m
   assert.equal(m2.reader.version, 2)
   // Exactly the traced chunks: the ranges are chunk-aligned.
   assert.equal(m2.stats().fetchedPlainBytes, 4 + traced)
+  // ... and they went into the page cache: reading the traced range needs no request.
+  // (content for a file goes to the kernel when the file is opened: before, the kernel has no inode to cache it in)
+  await ok('dd', [`if=${join(dir, 'mnt/data/random.bin')}`, 'of=/dev/null', 'count=0', 'status=none'])
+  await new Promise((r) => setTimeout(r, 200)) // stores are written from the libuv pool
+  assert.ok(m2.stats().pushedBytes > traced / 2, `${m2.stats().pushedBytes} bytes stored`)
+  const before = m2.stats().readBytes
+  await ok('dd', [`if=${join(dir, 'mnt/data/random.bin')}`, 'of=/dev/null', 'bs=4096', 'skip=512', 'count=1', 'status=none'])
+  assert.equal(m2.stats().readBytes, before, 'the prefetched page was read from the page cache')
   await m2.unmount()
 
   // A list of whole files (format version 1) fetches them whole.

@@ -330,3 +330,35 @@ test('fuse: a read answered with several buffers is written as their concatenati
   }
   assert.ok(arrays > 3)
 })
+
+test('fuse: notifyStore puts content into the page cache; reads of it then need no READ', { skip }, async (t) => {
+  const { dir, track } = await fuseDir(t)
+  const mnt = join(dir, 'mnt')
+  await mkdir(mnt)
+  const fs = new MemFs()
+  const size = 256 * 1024 + 1000 // the last page is partial: stored up to the end of the file
+  const ino = fs.writeFile('f.bin', Buffer.alloc(size, 1))
+  const reads: number[] = []
+  const counting: FuseOps = Object.assign(Object.create(fs) as MemFs, {
+    read: (...a: Parameters<MemFs['read']>) => { reads.push(a[2]); return fs.read(...a) },
+  })
+  const m = track(await mountFuse(mnt, counting))
+  // Opened first: an open without keep_cache (MemFs's) drops the file's cached pages.
+  const h = await open(join(mnt, 'f.bin'))
+  // Bytes that differ from what READ would answer show that the page cache, not a READ, served them.
+  const stored = Buffer.alloc(size - 8192, 7)
+  assert.equal(m.notifyStore(ino, 8192, [stored.subarray(0, 100_000), stored.subarray(100_000)], stored.length), true)
+  await new Promise((r) => setTimeout(r, 200)) // the store is written from the libuv pool
+  const got = Buffer.alloc(stored.length)
+  await h.read(got, 0, got.length, 8192)
+  assert.ok(got.equals(stored), 'the stored bytes are what a read returns')
+  assert.deepEqual(reads.filter((off) => off >= 8192), [], 'no READ for stored pages')
+  // Pages before the stored range still come from READ.
+  const head = Buffer.alloc(8192)
+  await h.read(head, 0, 8192, 0)
+  await h.close()
+  assert.ok(head.equals(Buffer.alloc(8192, 1)))
+  assert.ok(reads.includes(0))
+  await m.unmount()
+  assert.equal(m.notifyStore(ino, 0, [Buffer.alloc(4096)], 4096), false, 'nothing is stored once the session ended')
+})
