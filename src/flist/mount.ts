@@ -8,10 +8,10 @@
 //   trace     → the parts of files read are recorded in the order first read (for `pack --prefetch`)
 //   page cache→ content fetched beyond what a READ asked for (the rest of its chunks, read-ahead, small files, the
 //               prefetch list) is stored into the kernel's page cache, so reads and page faults there need no request
-import { writeFileSync, renameSync } from 'node:fs'
+import { constants as fsConstants, writeFileSync, renameSync } from 'node:fs'
 import { ZosError, errorMessage } from '../core/errors.js'
 import { FuseError, mountFuse, type FuseMount, type MountOptions, type PendingMount } from '../fuse/index.js'
-import type { Attr, DirEntry, DirEntryPlus, DirAdder, Entry, FuseLogger, FuseOps } from '../fuse/types.js'
+import type { Attr, DirEntry, DirEntryPlus, DirAdder, Entry, FuseLogger, FuseOps, RequestContext } from '../fuse/types.js'
 import type { Store } from '../store/types.js'
 import type { DiskChunkCache } from './cache.js'
 import { ChunkFetcher, defaultMemoryBytes, type FetcherStats } from './fetch.js'
@@ -72,6 +72,7 @@ export interface FlistMount {
 const TTL_MS = 3600_000
 const S_IFDIR = 0o040000
 const PAGE = 4096
+const { O_DIRECT } = fsConstants
 /** Content kept for files not opened yet (FlistFs.storeOnOpen), at most. */
 const STORE_ON_OPEN_BYTES = 256 * 1024 * 1024
 
@@ -244,12 +245,11 @@ export class FlistFs implements FuseOps {
    * Fetches extents [from, to) of file `ino` without waiting (read-ahead, small files) and stores them into the
    * page cache; failures surface on the real read.
    */
-  private background(ino: number, list: readonly FileExtent[], from: number, to: number): void {
+  private background(ino: number, list: readonly FileExtent[], from: number, to: number, cached = true): void {
     if (to <= from) return
-    this.fetcher
-      .fetch(list.slice(from, to).map((e) => e.chunk))
-      .then((plains) => this.pushRun(ino, list, from, plains))
-      .catch(() => {})
+    const fetching = this.fetcher.fetch(list.slice(from, to).map((e) => e.chunk))
+    if (cached) fetching.then((plains) => this.pushRun(ino, list, from, plains)).catch(() => {})
+    else fetching.catch(() => {})
   }
 
   /**
@@ -308,7 +308,9 @@ export class FlistFs implements FuseOps {
     })
   }
 
-  async read(ino: bigint, _fh: bigint, offset: number, size: number): Promise<Buffer | Buffer[]> {
+  async read(ino: bigint, _fh: bigint, offset: number, size: number, ctx?: RequestContext): Promise<Buffer | Buffer[]> {
+    // A reader that bypasses the page cache gains nothing from content stored there.
+    const cached = ((ctx?.openFlags ?? 0) & O_DIRECT) === 0
     const n = Number(ino)
     const list = this.extents(n)
     if (list.length === 0) return Buffer.alloc(0)
@@ -317,7 +319,7 @@ export class FlistFs implements FuseOps {
     const [lo, last] = extentSpan(list, offset, end)
     const wanted = list.slice(lo, last + 1)
     if (this.options.traceFile) this.traceRead(n, lo, last)
-    if (this.readAhead > 0) this.readAheadFor(n, list, offset, end, last)
+    if (this.readAhead > 0) this.readAheadFor(n, list, offset, end, last, cached)
     let plains: Buffer[]
     try {
       plains = await this.fetcher.fetch(wanted.map((e) => e.chunk))
@@ -327,7 +329,7 @@ export class FlistFs implements FuseOps {
       throw new FuseError('EIO')
     }
     this.readBytes += end - offset
-    if (this.pushTo) this.pushAround(n, list, lo, offset, end, plains)
+    if (this.pushTo && cached) this.pushAround(n, list, lo, offset, end, plains)
     const first = wanted[0]!
     if (plains.length === 1) return plains[0]!.subarray(offset - first.offset, end - first.offset)
     // Views of the verified chunks, written to the kernel with one writev: no copy (the driver writes them
@@ -390,7 +392,7 @@ export class FlistFs implements FuseOps {
    * order, so a read near where the last one ended counts as sequential. Chunks are asked for in batches of
    * READ_AHEAD_BATCH (one coalesced store request each, several in flight) once half the window is used up.
    */
-  private readAheadFor(ino: number, list: readonly FileExtent[], offset: number, end: number, last: number): void {
+  private readAheadFor(ino: number, list: readonly FileExtent[], offset: number, end: number, last: number, cached: boolean): void {
     const s = this.streams.get(ino)
     if (!s) {
       if (this.streams.size >= 1024) this.streams.delete(this.streams.keys().next().value!)
@@ -406,7 +408,7 @@ export class FlistFs implements FuseOps {
     s.ahead = Math.max(s.ahead, last + 1)
     const target = Math.min(list.length, last + 1 + s.window)
     if (target <= s.ahead || (target - s.ahead < s.window / 2 && target < list.length)) return
-    for (let i = s.ahead; i < target; i += READ_AHEAD_BATCH) this.background(ino, list, i, Math.min(i + READ_AHEAD_BATCH, target))
+    for (let i = s.ahead; i < target; i += READ_AHEAD_BATCH) this.background(ino, list, i, Math.min(i + READ_AHEAD_BATCH, target), cached)
     s.ahead = target
     s.window = Math.min(s.window * 2, this.readAhead * 4)
   }

@@ -76,6 +76,7 @@ const SLOT_SIZE = 16384
 class Request implements RequestContext {
   replied = false
   interrupted = false
+  openFlags = 0
   private ctrl: AbortController | null = null
 
   constructor(
@@ -226,7 +227,9 @@ export class FuseSession {
     switch (op) {
       case Op.READ: {
         const r = decodeReadIn(buf, start, end)
-        return this.run(h, this.doRead(this.begin(h), r.fh, r.offset, r.size))
+        const req = this.begin(h)
+        req.openFlags = r.flags
+        return this.run(h, this.doRead(req, r.fh, r.offset, r.size))
       }
       case Op.LOOKUP: {
         const name = decodeName(buf, start, end)

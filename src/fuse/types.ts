@@ -96,6 +96,8 @@ export interface RequestContext {
   gid: number
   pid: number
   readonly signal: AbortSignal
+  /** For a READ: the open flags of the file read (O_DIRECT: the reader bypasses the page cache); else 0. */
+  readonly openFlags: number
 }
 
 /**
