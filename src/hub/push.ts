@@ -104,6 +104,7 @@ async function push(client: HubClient, file: string, options: PushOptions, metad
   const byId = new Map<number, ChunkInfo>()
   // The namespace (needed for the metadata) comes with the missing-pack answer.
   let ns = options.ns
+  let early: Promise<void> | undefined
   try {
     encrypted = flist.encrypted
     const packCounts = flist.packs()
@@ -112,6 +113,11 @@ async function push(client: HubClient, file: string, options: PushOptions, metad
     const packs = [...packCounts.keys()]
     const answer = await client.missing({ packs })
     ns ??= answer.ns
+    // The metadata goes now, unchanged, before the second query and the packs: the hub checks it while they
+    // are sent. It stands when every chunk the hub lacks is in a pack sent whole (a second version packed into
+    // the same store); otherwise it is abandoned below and the rewritten file goes instead.
+    early = metadata.send(ns, file)
+    early.catch(() => {}) // awaited below
     const missingPacks = answer.missingPacks
     inMissing = flist.chunksIn(missingPacks)
     for (const c of inMissing) byId.set(c.id, c)
@@ -205,7 +211,8 @@ async function push(client: HubClient, file: string, options: PushOptions, metad
   // commit follows the transfer. Otherwise (chunks pointed elsewhere) it goes as soon as every pack is on its
   // way and the ids of the packs of copied chunks are known, not once they are all stored: the hub waits for the
   // packs an flist names, so the metadata's upload and checks still overlap the packs' transfer.
-  if (rewrites.size === 0 && copied.length === 0) await metadata.send(ns!, file)
+  if (rewrites.size === 0 && copied.length === 0) await early
+  else metadata.abandon()
 
   // Send the packs, a few at a time.
   const total = uploads.reduce((n, u) => n + u.size, 0)
