@@ -22,7 +22,7 @@ import { DirStore, packPath } from '../store/dir.js'
 import type { Identity } from './auth.js'
 import { HubDb, type ChunkLoc, type Version } from './db.js'
 import { checkDigest, checkName, checkTag, DEFAULT_TAG, normalizeNs } from './names.js'
-import { PackChecks, PackVerifier, verifyDeltas, type FlistChunk, type PackCheckJob } from './packs.js'
+import { PackChecks, PackVerifier, verifyDeltas, type FlistCheck, type FlistChunk, type PackCheckJob } from './packs.js'
 import { MAX_INDEX_BYTES, parsePackIndex, type HubLocation, type PackEntry, type MissingAnswer, type NameDetail, type NameSummary, type PackAnswer, type PushAnswer, type TagAnswer, type VersionInfo, type WhoAmI } from './wire.js'
 
 export const GIB = 1024 ** 3
@@ -95,8 +95,8 @@ export interface CommitOptions {
 
 /** The flist's chunks against the hub's records (Hub.placeChunks). */
 interface Placement {
-  chunks: FlistChunk[]
-  byId: Map<number, FlistChunk>
+  /** Chunks in the flist. */
+  count: number
   packIds: string[]
   storedBytes: number
   missing: FlistChunk[]
@@ -117,7 +117,7 @@ export class Hub {
   /** Flist uploads waiting for packs, by pack id: told when an upload of that pack ends (stored or refused). */
   private readonly packWaiters = new Map<string, Set<(pack: string) => void>>()
   /** Checks pack uploads and metadata files off this thread. */
-  private readonly checks = new PackChecks()
+  private readonly checks: PackChecks
 
   private constructor(readonly root: string, store: DirStore, db: HubDb, key: KeyPair, options: HubOptions) {
     this.store = store
@@ -127,6 +127,7 @@ export class Hub {
     this.quota = options.quota ?? DEFAULT_QUOTA
     this.quotaFor = options.quotaFor ?? new Map()
     this.gcGraceMs = options.gcGraceMs ?? DEFAULT_GC_GRACE_MS
+    this.checks = new PackChecks(db.path)
   }
 
   static async open(options: HubOptions): Promise<Hub> {
@@ -449,12 +450,13 @@ export class Hub {
       const name = checkName(req.name)
       const tag = checkTag(req.tag)
       checkDigest(req.digest)
-      // FlistReader.open's checks run in the check worker, which also reads the chunk rows (this thread, busy
-      // receiving packs, does not open the file). Only a sealed flist signed by someone the namespace accepts
-      // is compared with the hub's records, and waits for packs.
-      const { signers: found, summary, chunks } = await this.checks.flist(req.path)
-      const signers = this.checkSigners(found, ns, who)
-      const placed = this.placeChunks(chunks)
+      // FlistReader.open's checks run in a check worker, which also compares the chunk rows with the hub's
+      // records and hands back only those that differ (this thread, busy receiving packs, does not open the
+      // file). Only a sealed flist signed by someone the namespace accepts is placed, and waits for packs.
+      const check = await this.checks.flist(req.path)
+      const { summary } = check
+      const signers = this.checkSigners(check.signers, ns, who)
+      const placed = this.placeChunks(check)
       await this.awaitPacks(placed, options)
       if (placed.toVerify.length > 0) reader = FlistReader.open(req.path, { deferVerify: true }) // checked above
       const { packs, verifiedNow, storedBytes } = await this.verifyChunks(reader, placed)
@@ -502,19 +504,16 @@ export class Hub {
 
   /**
    * Where the flist's chunks stand on the hub (read only): those not on the hub at the place the flist says, and
-   * those there but not yet verified at exactly that place.
+   * those there but not yet verified at exactly that place. Only the rows the check worker did not find in place
+   * and verified are looked at (FlistCheck.chunks).
    */
-  private placeChunks(chunks: FlistChunk[]): Placement {
-    const byId = new Map(chunks.map((c) => [c.id, c] as const))
-    const packIds = [...new Set(chunks.map((c) => c.pack))]
-    let storedBytes = 0
-    for (const c of chunks) storedBytes += c.length
-    const { missing, toVerify } = this.compareChunks(chunks, byId)
-    return { chunks, byId, packIds, storedBytes, missing, toVerify }
+  private placeChunks(check: FlistCheck): Placement {
+    const { missing, toVerify } = this.compareChunks(check.chunks)
+    return { count: check.summary.chunks, packIds: check.packs, storedBytes: check.summary.storedBytes, missing, toVerify }
   }
 
   /** Which of these chunks are not on the hub, and which are but not yet verified at exactly that place. */
-  private compareChunks(list: readonly FlistChunk[], byId: ReadonlyMap<number, FlistChunk>): { missing: FlistChunk[]; toVerify: FlistChunk[] } {
+  private compareChunks(list: readonly FlistChunk[]): { missing: FlistChunk[]; toVerify: FlistChunk[] } {
     const wanted = [...new Set(list.map((c) => c.pack))]
     const sizes = this.db.packSizes(wanted)
     const locs = this.db.locationsIn(wanted.filter((p) => sizes.has(p)))
@@ -527,8 +526,7 @@ export class Hub {
         continue
       }
       const loc = locs.get(c.pack)?.get(c.offset)
-      const baseSid = c.base !== undefined ? byId.get(c.base)?.sid : undefined
-      const same = loc && loc.sid === c.sid && loc.length === c.length && loc.size === c.size && loc.codec === c.codec && loc.base === baseSid
+      const same = loc && loc.sid === c.sid && loc.length === c.length && loc.size === c.size && loc.codec === c.codec && loc.base === c.baseSid
       if (!same || !loc.verified) toVerify.push(c)
     }
     return { missing, toVerify }
@@ -562,7 +560,7 @@ export class Hub {
     }
     const started = Date.now()
     const look = (packs: Iterable<string>): void => {
-      const again = this.compareChunks([...packs].flatMap((p) => pending.get(p) ?? []), placed.byId)
+      const again = this.compareChunks([...packs].flatMap((p) => pending.get(p) ?? []))
       placed.toVerify.push(...again.toVerify)
       for (const p of packs) pending.delete(p)
       for (const c of again.missing) {
@@ -613,10 +611,10 @@ export class Hub {
    * Call only once the flist passed FlistReader's checks.
    */
   private async verifyChunks(reader: FlistReader | undefined, placed: Placement): Promise<{ packs: string[]; verifiedNow: number; storedBytes: number }> {
-    const { chunks, byId, packIds, storedBytes, missing, toVerify } = placed
+    const { count, packIds, storedBytes, missing, toVerify } = placed
     if (missing.length > 0) {
       const first = missing[0]!
-      throw zerr('CHUNK_MISSING', `${missing.length} of the flist's ${chunks.length} chunks are not on the hub (first: ${first.sid} in pack ${first.pack}): upload their packs first (zos hub push does)`, {
+      throw zerr('CHUNK_MISSING', `${missing.length} of the flist's ${count} chunks are not on the hub (first: ${first.sid} in pack ${first.pack}): upload their packs first (zos hub push does)`, {
         missing: missing.length,
         first: first.sid,
         pack: first.pack,
@@ -629,7 +627,7 @@ export class Hub {
         await fetcher.fetch(batch.map((c) => c.id)) // throws CHUNK_TAMPERED naming the chunk
         for (const c of batch) {
           const loc: Omit<ChunkLoc, 'verified'> = { pack: c.pack, offset: c.offset, length: c.length, sid: c.sid, size: c.size, codec: c.codec }
-          if (c.base !== undefined) loc.base = byId.get(c.base)!.sid
+          if (c.baseSid !== undefined) loc.base = c.baseSid
           this.db.markVerified(loc)
         }
       }
