@@ -405,6 +405,9 @@ export class Hub {
       }
       flush()
       await writing
+      // Made durable while the worker hashes the last bytes (a refused pack only wasted an fsync).
+      const synced = fh.sync()
+      synced.catch(() => {}) // awaited by putPackFile
       const result = await check.end(packBytes)
       const read = async (offset: number, length: number): Promise<Buffer> => {
         const buf = Buffer.allocUnsafe(length)
@@ -418,7 +421,7 @@ export class Hub {
         id,
         tmp,
         result.locs.map((l) => ({ sid: l.sid, pack: id, offset: l.offset, length: l.length, size: l.size, codec: l.codec, ...(l.base ? { base: l.base } : {}) })),
-        { sha256: id, handle: fh },
+        { sha256: id, synced: { size: packBytes, done: synced } },
       )
       kept = true
       this.db.addPack(id, packBytes, identity.ns, result.locs)

@@ -105,6 +105,7 @@ async function push(client: HubClient, file: string, options: PushOptions, metad
   // The namespace (needed for the metadata) comes with the missing-pack answer.
   let ns = options.ns
   let early: Promise<void> | undefined
+  const sizes = new Map<string, Promise<number | undefined>>()
   try {
     encrypted = flist.encrypted
     const packCounts = flist.packs()
@@ -119,6 +120,12 @@ async function push(client: HubClient, file: string, options: PushOptions, metad
     early = metadata.send(ns, file)
     early.catch(() => {}) // awaited below
     const missingPacks = answer.missingPacks
+    // The sizes of the packs that may go whole, asked for while the second query is out.
+    for (const p of options.store ? missingPacks : []) {
+      const size = options.store!.statPack(p)
+      size.catch(() => {}) // awaited below, if the pack goes whole
+      sizes.set(p, size)
+    }
     inMissing = flist.chunksIn(missingPacks)
     for (const c of inMissing) byId.set(c.id, c)
     for (const c of flist.chunks(inMissing.flatMap((c) => (c.base !== undefined && !byId.has(c.base) ? [c.base] : [])))) byId.set(c.id, c)
@@ -155,7 +162,7 @@ async function push(client: HubClient, file: string, options: PushOptions, metad
     if (list.length === perPack.get(packId)) {
       // The hub has none of this pack's chunks: send it as it is.
       const s = requireStore(packId)
-      const size = await s.statPack(packId)
+      const size = await (sizes.get(packId) ?? s.statPack(packId))
       if (size === undefined) throw zerr('CHUNK_MISSING', `pack ${packId} of ${file} is not in the local store ${s.url}`, { pack: packId })
       uploads.push({
         size,
