@@ -106,9 +106,9 @@ export class PackVerifier {
       this.deltas.push(e)
       return
     }
-    const plain = decodeEntry(this.id, e, data)
+    const plain = decodeEntry(this.id, e, data, undefined, true)
     this.verified.add(e)
-    if (this.bases.has(e.sid)) this.plains.set(e.sid, Buffer.from(plain)) // `data` may be reused
+    if (this.bases.has(e.sid)) this.plains.set(e.sid, Buffer.from(plain)) // a copy: `data` is reused
   }
 
   /**
@@ -149,9 +149,9 @@ export async function verifyDeltas(id: string, entries: readonly PackEntry[], ch
   }
 }
 
-function decodeEntry(id: string, e: PackEntry, data: Buffer, base?: Buffer): Buffer {
+function decodeEntry(id: string, e: PackEntry, data: Buffer, base?: Buffer, checkOnly = false): Buffer {
   try {
-    return decodeChunk({ data, codec: e.codec, size: e.size, sid: e.sid, ...(base ? { base } : {}) })
+    return decodeChunk({ data, codec: e.codec, size: e.size, sid: e.sid, checkOnly, ...(base ? { base } : {}) })
   } catch (err) {
     if (err instanceof ChunkDecodeError) {
       throw zerr('CHUNK_TAMPERED', `pack ${id}: chunk ${e.sid} at offset ${e.offset} does not decode to its id (${err.message}); nothing was stored`, { pack: id, sid: e.sid, offset: e.offset })
