@@ -71,6 +71,8 @@ export interface CommitRequest {
   /** SHA-256 of its bytes. */
   digest: string
   size: number
+  /** Settles once the file's fsync is done (it may still run while the file is checked); awaited before the rename. */
+  durable?: Promise<void>
 }
 
 const VERIFY_BATCH = 256
@@ -468,6 +470,7 @@ export class Hub {
       const existing = this.db.versionByDigest(ns, name, req.digest)
       if (!existing) this.checkQuota(ns, req.size, `flist ${name}:${tag}`)
       const final = this.flistPath(req.digest)
+      await req.durable
       if (existsSync(final)) await rm(req.path, { force: true })
       else await moveInto(req.path, final)
       let previous: string | undefined
