@@ -12,6 +12,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { mkdir, open, readdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
+import { DirHandles } from '../core/dir-handles.js'
 import { errorMessage, zerr, ZosError } from '../core/errors.js'
 import { generateKey, loadKey, saveKey, type KeyPair } from '../core/keys.js'
 import { ChunkDecodeError, CODEC_ZSTD_DELTA, decodeChunk } from '../flist/codec.js'
@@ -118,6 +119,8 @@ export class Hub {
   private readonly arriving = new Map<string, number>()
   /** Flist uploads waiting for packs, by pack id: told when an upload of that pack ends (stored or refused). */
   private readonly packWaiters = new Map<string, Set<(pack: string) => void>>()
+  /** Directories of metadata files, open for the fsync after each rename into them. */
+  private readonly flistDirs = new DirHandles()
   /** Checks pack uploads and metadata files off this thread. */
   private readonly checks: PackChecks
 
@@ -160,6 +163,7 @@ export class Hub {
     if (this.closed) return
     this.closed = true
     await this.checks.close()
+    await this.flistDirs.close()
     await this.store.close()
     this.db.close()
   }
@@ -472,7 +476,12 @@ export class Hub {
       const final = this.flistPath(req.digest)
       await req.durable
       if (existsSync(final)) await rm(req.path, { force: true })
-      else await moveInto(req.path, final)
+      else {
+        const dir = join(final, '..')
+        await this.flistDirs.get(dir) // created (and opened) once
+        await rename(req.path, final)
+        await this.flistDirs.sync(dir)
+      }
       let previous: string | undefined
       const version = this.db.transaction(() => {
         const v = this.db.addVersion({
@@ -725,19 +734,6 @@ export class Hub {
     const versions = this.db.versions(n, name)
     if (versions.length === 0) throw zerr('NOT_FOUND', `no flist named ${n}/${name} on this hub`)
     return { ns: n, name, tags: this.db.tags(n, name), versions: versions.map((v) => this.versionInfo(v)) }
-  }
-}
-
-/** Renames a finished file into its final place (creating the directory) and makes the rename durable. */
-export async function moveInto(from: string, to: string): Promise<void> {
-  const dir = join(to, '..')
-  await mkdir(dir, { recursive: true })
-  await rename(from, to)
-  const dh = await open(dir, 'r')
-  try {
-    await dh.sync()
-  } finally {
-    await dh.close()
   }
 }
 

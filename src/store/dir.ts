@@ -11,6 +11,7 @@ import { createReadStream } from 'node:fs'
 import { copyFile, mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import Database from 'better-sqlite3'
+import { DirHandles } from '../core/dir-handles.js'
 import { ZosError, errorMessage, zerr } from '../core/errors.js'
 import { coalesce, isPackId, splitSpan, type CoalesceOptions, type Span } from './coalesce.js'
 import { DEFAULT_MAX_OPEN, FdCache } from './fdcache.js'
@@ -85,7 +86,7 @@ export class DirStore implements WritableStore {
   readonly root: string
   private readonly fds: FdCache
   /** Pack directories open for fsync (at most 256: packs/<id[0:2]>). */
-  private readonly dirHandles = new Map<string, Promise<FileHandle>>()
+  private readonly dirs = new DirHandles()
   private readonly coalesceOptions: CoalesceOptions
   private db: Database.Database | undefined
   private closed = false
@@ -338,7 +339,7 @@ export class DirStore implements WritableStore {
     const dir = join(this.root, 'packs', pack.slice(0, 2))
     // Independent file system calls at the same time: each is a round trip through the libuv pool, and on a busy
     // event loop those round trips, not the calls, are what a pack's move costs.
-    const [existing, dh] = await Promise.all([this.statPack(pack), this.packDir(dir).catch(() => undefined)])
+    const [existing, dh] = await Promise.all([this.statPack(pack), this.dirs.get(dir).catch(() => undefined)])
     if (existing === size) await rm(file, { force: true })
     else {
       try {
@@ -347,7 +348,7 @@ export class DirStore implements WritableStore {
           const fh = await open(file, 'r+')
           await fh.sync().finally(() => fh.close())
         }
-        if (!dh) await this.packDir(dir) // the error, this time
+        if (!dh) await this.dirs.get(dir) // the error, this time
         try {
           await rename(file, final)
         } catch (err) {
@@ -359,7 +360,7 @@ export class DirStore implements WritableStore {
           await rename(tmp, final)
           await rm(file, { force: true })
         }
-        await (await this.packDir(dir)).sync()
+        await this.dirs.sync(dir)
       } catch (err) {
         if (ZosError.is(err)) throw err
         throw zerr('STORE_UNAVAILABLE', `moving pack ${pack} to ${final} failed: ${errorMessage(err)}`, { pack, path: final }, err)
@@ -386,7 +387,7 @@ export class DirStore implements WritableStore {
     const dir = join(this.root, 'packs', pack.slice(0, 2))
     const tmp = join(dir, `.${pack}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`)
     try {
-      const dh = await this.packDir(dir)
+      const dh = await this.dirs.get(dir)
       const fh = await open(tmp, 'wx', 0o644)
       try {
         let done = 0
@@ -447,27 +448,10 @@ export class DirStore implements WritableStore {
     return { packs: p.n, bytes: p.bytes, chunks: c.n }
   }
 
-  /**
-   * A pack directory (created on first use), open for the fsync that makes each rename into it durable (without
-   * it a crash can forget the new name). Kept open:
-   * opening and closing it around every fsync were two more round trips per pack. Nothing removes these
-   * directories while the store is open.
-   */
-  private packDir(dir: string): Promise<FileHandle> {
-    let h = this.dirHandles.get(dir)
-    if (!h) {
-      h = mkdir(dir, { recursive: true }).then(() => open(dir, 'r'))
-      this.dirHandles.set(dir, h)
-      h.catch(() => this.dirHandles.delete(dir)) // tried again next time
-    }
-    return h
-  }
-
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    await Promise.all([...this.dirHandles.values()].map((h) => h.then((d) => d.close(), () => {})))
-    this.dirHandles.clear()
+    await this.dirs.close()
     await this.fds.close()
     this.statements.clear()
     this.db?.close()
