@@ -207,7 +207,8 @@ export interface FlistCheck {
  * returns the check (or throws CHUNK_TAMPERED, INVALID_ARGUMENT). A failure found earlier shows in `failed` at
  * once, so the upload can be refused without reading the rest. Uploaded metadata files are opened and checked
  * (`flist`) in a second worker, so that a push's metadata, sent before its packs, is checked while the packs are
- * hashed instead of ahead of them. Each worker starts on first use.
+ * hashed instead of ahead of them; a pack goes to whichever of the two has less to do (the hashing is most of
+ * the work, and the metadata worker is idle once the metadata is checked). Each worker starts on first use.
  */
 export class PackChecks {
   private packs: CheckThread | undefined
@@ -222,7 +223,10 @@ export class PackChecks {
 
   start(id: string, entries: readonly PackEntry[], path: string): PackCheckJob {
     this.packs = CheckThread.usable(this.packs)
-    return new PackCheckJob(this.packs, ++this.jobs, { id, path, entries })
+    this.flists = CheckThread.usable(this.flists)
+    // The metadata worker, idle once a push's metadata is checked, takes packs too when it has less to do.
+    const thread = this.flists.busy < this.packs.busy ? this.flists : this.packs
+    return new PackCheckJob(thread, ++this.jobs, { id, path, entries })
   }
 
   /**
@@ -248,6 +252,11 @@ class CheckThread {
   private readonly jobs = new Map<number, (err: unknown) => void>()
   private replies = 0
   private closed = false
+
+  /** Pack uploads and answers it is working on. */
+  get busy(): number {
+    return this.jobs.size + this.calls.size
+  }
 
   /** `thread`, or a new one when there is none or it died (it failed the checks it was running). */
   static usable(thread: CheckThread | undefined): CheckThread {
