@@ -213,11 +213,11 @@ async function push(client: HubClient, file: string, options: PushOptions, metad
     if (members.length > 0) uploads.push(group(members))
   }
 
-  // When every chunk the hub lacks is in a pack sent whole, the metadata goes unchanged, before the packs: the
-  // hub checks it while they are sent and commits it as soon as the last one is stored, so that only a small
-  // commit follows the transfer. Otherwise (chunks pointed elsewhere) it goes as soon as every pack is on its
-  // way and the ids of the packs of copied chunks are known, not once they are all stored: the hub waits for the
-  // packs an flist names, so the metadata's upload and checks still overlap the packs' transfer.
+  // When every chunk the hub lacks is in a pack sent whole, the metadata sent above stands: the hub checks it
+  // while the packs are sent and commits it as soon as the last one is stored, so that only a small commit
+  // follows the transfer. Otherwise (chunks pointed elsewhere) it is abandoned, and the rewritten file goes as
+  // soon as every pack is on its way and the ids of the packs of copied chunks are known, not once they are all
+  // stored: the hub waits for the packs an flist names, so its upload and checks still overlap the transfer.
   if (rewrites.size === 0 && copied.length === 0) await early
   else metadata.abandon()
 
