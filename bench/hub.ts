@@ -64,7 +64,9 @@ function urlFromStdout(child: ChildProcess, what: string): Promise<string> {
 async function startHubProcess(data: string, home: string): Promise<Child> {
   const fromSource = import.meta.url.endsWith('.ts')
   const main = fileURLToPath(new URL(`../src/cli/main.${fromSource ? 'ts' : 'js'}`, import.meta.url))
-  const child = spawn(process.execPath, [...(fromSource ? ['--import', 'tsx'] : []), main, 'hub', 'serve', '--data', data, '--port', '0', '--log-level', 'warn', '--workers', '1'], {
+  // HUB_BENCH_HUB_ARGS: node options for the hub process only (e.g. `--cpu-prof --cpu-prof-dir=DIR`).
+  const nodeArgs = (process.env.HUB_BENCH_HUB_ARGS ?? '').split(' ').filter(Boolean)
+  const child = spawn(process.execPath, [...nodeArgs, ...(fromSource ? ['--import', 'tsx'] : []), main, 'hub', 'serve', '--data', data, '--port', '0', '--log-level', 'warn', '--workers', '1'], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, ZOS_HOME: home },
   })

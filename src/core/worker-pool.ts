@@ -36,12 +36,7 @@ export class WorkerPool<Req, Res> {
   }
 
   private spawn(moduleUrl: URL): Slot {
-    // Under tsx (development runs of the TypeScript sources) the worker registers the loader itself:
-    // Node 20 does not carry --import hooks into worker threads.
-    const worker = moduleUrl.pathname.endsWith('.ts')
-      ? new Worker(`import('tsx/esm/api').then((api) => { api.register(); return import(${JSON.stringify(moduleUrl.href)}) })`, { eval: true })
-      : new Worker(moduleUrl)
-    const slot: Slot = { worker }
+    const slot: Slot = { worker: workerFor(moduleUrl) }
     slot.worker.on('message', (msg: { ok: boolean; value?: unknown; error?: string; code?: string; details?: Record<string, unknown> }) => {
       const task = slot.task
       slot.task = undefined
@@ -96,6 +91,15 @@ export class WorkerPool<Req, Res> {
     this.closed = true
     await Promise.all(this.slots.map((s) => s.worker.terminate()))
   }
+}
+
+/** A worker thread running `moduleUrl`, also from the TypeScript sources. */
+export function workerFor(moduleUrl: URL): Worker {
+  // Under tsx (development runs of the TypeScript sources) the worker registers the loader itself:
+  // Node 20 does not carry --import hooks into worker threads.
+  return moduleUrl.pathname.endsWith('.ts')
+    ? new Worker(`import('tsx/esm/api').then((api) => { api.register(); return import(${JSON.stringify(moduleUrl.href)}) })`, { eval: true })
+    : new Worker(moduleUrl)
 }
 
 /** URL of a sibling module that works from both the TypeScript sources (tsx) and the compiled dist/. */

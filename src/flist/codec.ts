@@ -168,6 +168,8 @@ export interface DecodeInput {
   sid: string
   key?: Buffer
   base?: Uint8Array
+  /** The caller only checks the chunk and drops the plaintext at once: a raw chunk's bytes are not copied. */
+  checkOnly?: boolean
 }
 
 function copyOf(data: Uint8Array): Buffer {
@@ -205,7 +207,7 @@ export function decodeChunk(input: DecodeInput): Buffer {
     switch (input.codec) {
       case CODEC_RAW:
         // A view of a larger buffer (a store's coalesced span) is copied, so that a kept chunk never pins the span.
-        plain = data.byteLength === data.buffer.byteLength ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : copyOf(data)
+        plain = input.checkOnly || data.byteLength === data.buffer.byteLength ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : copyOf(data)
         break
       case CODEC_ZSTD:
         plain = decompress(plainContext, data, input.size)

@@ -295,7 +295,8 @@ export class FlistReader {
     const badCodec = db.prepare(`SELECT codec FROM chunk WHERE codec NOT IN (${CODECS.join(', ')}) LIMIT 1`).pluck().get() as number | undefined
     if (badCodec !== undefined) fail(`a chunk uses unknown codec ${badCodec}`)
     if (one(`SELECT count(*) AS n FROM chunk WHERE NOT (size > 0 AND size <= ${this.chunker.max} AND length > 0 AND offset >= 0)`) > 0) fail('a chunk has an impossible size or offset')
-    if (one(`SELECT count(*) AS n FROM chunk WHERE typeof(hash) != 'blob' OR length(hash) != 32 OR length(pack) != 64 OR pack GLOB '*[^0-9a-f]*'`) > 0) {
+    // Lowercase hex pack names: unhex and lower, not GLOB '*[^0-9a-f]*' (which alone cost 1-2 ms for 1,000 rows).
+    if (one(`SELECT count(*) AS n FROM chunk WHERE typeof(hash) != 'blob' OR length(hash) != 32 OR length(pack) != 64 OR unhex(pack) IS NULL OR pack != lower(pack)`) > 0) {
       fail('a chunk has a malformed id or pack name')
     }
     // Extents tile each file exactly: each starts where the previous ended, and they add up to the size.

@@ -87,9 +87,11 @@ const SPOOL_BATCH = 4 * 1024 * 1024
 
 /**
  * Streams the body into a new temp file under `dir` (at most `limit` bytes), hashing it. The file is removed
- * when anything fails; on success the caller owns it.
+ * when anything fails; on success the caller owns it. Its fsync is still running when this returns (the file can
+ * be read and checked meanwhile): `durable` settles once it is done, and must be awaited before the file is
+ * renamed into place (STORE_UNAVAILABLE when it fails).
  */
-export async function spoolBody(req: IncomingMessage, dir: string, limit: number, what: string): Promise<{ path: string; size: number; sha256: string; head: Buffer }> {
+export async function spoolBody(req: IncomingMessage, dir: string, limit: number, what: string): Promise<{ path: string; size: number; sha256: string; head: Buffer; durable: Promise<void> }> {
   const expected = checkLength(req, limit, what)
   const path = join(dir, `upload-${process.pid}-${randomBytes(8).toString('hex')}.tmp`)
   const fh = await open(path, 'wx', 0o600)
@@ -126,15 +128,20 @@ export async function spoolBody(req: IncomingMessage, dir: string, limit: number
     }
     await flush()
     if (expected !== undefined && n !== expected) throw zerr('INVALID_ARGUMENT', `${what} is truncated: ${n} of ${expected} bytes arrived`)
-    await fh.sync()
-    await fh.close()
   } catch (err) {
     await fh.close().catch(() => {})
     await rm(path, { force: true })
     if (ZosError.is(err)) throw err
     throw zerr('INVALID_ARGUMENT', `${what} did not arrive whole (${errorMessage(err)}); nothing was kept`, {}, err)
   }
-  return { path, size: n, sha256: hash.digest('hex'), head: Buffer.concat(head) }
+  const durable = fh
+    .sync()
+    .finally(() => fh.close())
+    .catch((err: unknown) => {
+      throw zerr('STORE_UNAVAILABLE', `${what} could not be written to ${dir}: ${errorMessage(err)}`, {}, err)
+    })
+  durable.catch(() => {}) // awaited by the caller before it keeps the file
+  return { path, size: n, sha256: hash.digest('hex'), head: Buffer.concat(head), durable }
 }
 
 /** Query parameters of a request target. */

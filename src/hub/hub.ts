@@ -12,6 +12,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { mkdir, open, readdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
+import { DirHandles } from '../core/dir-handles.js'
 import { errorMessage, zerr, ZosError } from '../core/errors.js'
 import { generateKey, loadKey, saveKey, type KeyPair } from '../core/keys.js'
 import { ChunkDecodeError, CODEC_ZSTD_DELTA, decodeChunk } from '../flist/codec.js'
@@ -22,7 +23,7 @@ import { DirStore, packPath } from '../store/dir.js'
 import type { Identity } from './auth.js'
 import { HubDb, type ChunkLoc, type Version } from './db.js'
 import { checkDigest, checkName, checkTag, DEFAULT_TAG, normalizeNs } from './names.js'
-import { PackChecks, PackVerifier, verifyDeltas, type FlistChunk, type PackCheckJob } from './packs.js'
+import { PackChecks, PackVerifier, verifyDeltas, type FlistCheck, type FlistChunk, type PackCheckJob } from './packs.js'
 import { MAX_INDEX_BYTES, parsePackIndex, type HubLocation, type PackEntry, type MissingAnswer, type NameDetail, type NameSummary, type PackAnswer, type PushAnswer, type TagAnswer, type VersionInfo, type WhoAmI } from './wire.js'
 
 export const GIB = 1024 ** 3
@@ -71,6 +72,8 @@ export interface CommitRequest {
   /** SHA-256 of its bytes. */
   digest: string
   size: number
+  /** Settles once the file's fsync is done (it may still run while the file is checked); awaited before the rename. */
+  durable?: Promise<void>
 }
 
 const VERIFY_BATCH = 256
@@ -95,8 +98,8 @@ export interface CommitOptions {
 
 /** The flist's chunks against the hub's records (Hub.placeChunks). */
 interface Placement {
-  chunks: FlistChunk[]
-  byId: Map<number, FlistChunk>
+  /** Chunks in the flist. */
+  count: number
   packIds: string[]
   storedBytes: number
   missing: FlistChunk[]
@@ -116,8 +119,10 @@ export class Hub {
   private readonly arriving = new Map<string, number>()
   /** Flist uploads waiting for packs, by pack id: told when an upload of that pack ends (stored or refused). */
   private readonly packWaiters = new Map<string, Set<(pack: string) => void>>()
+  /** Directories of metadata files, open for the fsync after each rename into them. */
+  private readonly flistDirs = new DirHandles()
   /** Checks pack uploads and metadata files off this thread. */
-  private readonly checks = new PackChecks()
+  private readonly checks: PackChecks
 
   private constructor(readonly root: string, store: DirStore, db: HubDb, key: KeyPair, options: HubOptions) {
     this.store = store
@@ -127,6 +132,7 @@ export class Hub {
     this.quota = options.quota ?? DEFAULT_QUOTA
     this.quotaFor = options.quotaFor ?? new Map()
     this.gcGraceMs = options.gcGraceMs ?? DEFAULT_GC_GRACE_MS
+    this.checks = new PackChecks(db.path)
   }
 
   static async open(options: HubOptions): Promise<Hub> {
@@ -157,6 +163,7 @@ export class Hub {
     if (this.closed) return
     this.closed = true
     await this.checks.close()
+    await this.flistDirs.close()
     await this.store.close()
     this.db.close()
   }
@@ -404,6 +411,9 @@ export class Hub {
       }
       flush()
       await writing
+      // Made durable while the worker hashes the last bytes (a refused pack only wasted an fsync).
+      const synced = fh.sync()
+      synced.catch(() => {}) // awaited by putPackFile
       const result = await check.end(packBytes)
       const read = async (offset: number, length: number): Promise<Buffer> => {
         const buf = Buffer.allocUnsafe(length)
@@ -417,7 +427,7 @@ export class Hub {
         id,
         tmp,
         result.locs.map((l) => ({ sid: l.sid, pack: id, offset: l.offset, length: l.length, size: l.size, codec: l.codec, ...(l.base ? { base: l.base } : {}) })),
-        { sha256: id, handle: fh },
+        { sha256: id, synced: { size: packBytes, done: synced } },
       )
       kept = true
       this.db.addPack(id, packBytes, identity.ns, result.locs)
@@ -449,12 +459,13 @@ export class Hub {
       const name = checkName(req.name)
       const tag = checkTag(req.tag)
       checkDigest(req.digest)
-      // FlistReader.open's checks run in the check worker, which also reads the chunk rows (this thread, busy
-      // receiving packs, does not open the file). Only a sealed flist signed by someone the namespace accepts
-      // is compared with the hub's records, and waits for packs.
-      const { signers: found, summary, chunks } = await this.checks.flist(req.path)
-      const signers = this.checkSigners(found, ns, who)
-      const placed = this.placeChunks(chunks)
+      // FlistReader.open's checks run in a check worker, which also compares the chunk rows with the hub's
+      // records and hands back only those that differ (this thread, busy receiving packs, does not open the
+      // file). Only a sealed flist signed by someone the namespace accepts is placed, and waits for packs.
+      const check = await this.checks.flist(req.path)
+      const { summary } = check
+      const signers = this.checkSigners(check.signers, ns, who)
+      const placed = this.placeChunks(check)
       await this.awaitPacks(placed, options)
       if (placed.toVerify.length > 0) reader = FlistReader.open(req.path, { deferVerify: true }) // checked above
       const { packs, verifiedNow, storedBytes } = await this.verifyChunks(reader, placed)
@@ -463,8 +474,14 @@ export class Hub {
       const existing = this.db.versionByDigest(ns, name, req.digest)
       if (!existing) this.checkQuota(ns, req.size, `flist ${name}:${tag}`)
       const final = this.flistPath(req.digest)
+      await req.durable
       if (existsSync(final)) await rm(req.path, { force: true })
-      else await moveInto(req.path, final)
+      else {
+        const dir = join(final, '..')
+        await this.flistDirs.get(dir) // created (and opened) once
+        await rename(req.path, final)
+        await this.flistDirs.sync(dir)
+      }
       let previous: string | undefined
       const version = this.db.transaction(() => {
         const v = this.db.addVersion({
@@ -502,19 +519,16 @@ export class Hub {
 
   /**
    * Where the flist's chunks stand on the hub (read only): those not on the hub at the place the flist says, and
-   * those there but not yet verified at exactly that place.
+   * those there but not yet verified at exactly that place. Only the rows the check worker did not find in place
+   * and verified are looked at (FlistCheck.chunks).
    */
-  private placeChunks(chunks: FlistChunk[]): Placement {
-    const byId = new Map(chunks.map((c) => [c.id, c] as const))
-    const packIds = [...new Set(chunks.map((c) => c.pack))]
-    let storedBytes = 0
-    for (const c of chunks) storedBytes += c.length
-    const { missing, toVerify } = this.compareChunks(chunks, byId)
-    return { chunks, byId, packIds, storedBytes, missing, toVerify }
+  private placeChunks(check: FlistCheck): Placement {
+    const { missing, toVerify } = this.compareChunks(check.chunks)
+    return { count: check.summary.chunks, packIds: check.packs, storedBytes: check.summary.storedBytes, missing, toVerify }
   }
 
   /** Which of these chunks are not on the hub, and which are but not yet verified at exactly that place. */
-  private compareChunks(list: readonly FlistChunk[], byId: ReadonlyMap<number, FlistChunk>): { missing: FlistChunk[]; toVerify: FlistChunk[] } {
+  private compareChunks(list: readonly FlistChunk[]): { missing: FlistChunk[]; toVerify: FlistChunk[] } {
     const wanted = [...new Set(list.map((c) => c.pack))]
     const sizes = this.db.packSizes(wanted)
     const locs = this.db.locationsIn(wanted.filter((p) => sizes.has(p)))
@@ -527,8 +541,7 @@ export class Hub {
         continue
       }
       const loc = locs.get(c.pack)?.get(c.offset)
-      const baseSid = c.base !== undefined ? byId.get(c.base)?.sid : undefined
-      const same = loc && loc.sid === c.sid && loc.length === c.length && loc.size === c.size && loc.codec === c.codec && loc.base === baseSid
+      const same = loc && loc.sid === c.sid && loc.length === c.length && loc.size === c.size && loc.codec === c.codec && loc.base === c.baseSid
       if (!same || !loc.verified) toVerify.push(c)
     }
     return { missing, toVerify }
@@ -562,7 +575,7 @@ export class Hub {
     }
     const started = Date.now()
     const look = (packs: Iterable<string>): void => {
-      const again = this.compareChunks([...packs].flatMap((p) => pending.get(p) ?? []), placed.byId)
+      const again = this.compareChunks([...packs].flatMap((p) => pending.get(p) ?? []))
       placed.toVerify.push(...again.toVerify)
       for (const p of packs) pending.delete(p)
       for (const c of again.missing) {
@@ -613,10 +626,10 @@ export class Hub {
    * Call only once the flist passed FlistReader's checks.
    */
   private async verifyChunks(reader: FlistReader | undefined, placed: Placement): Promise<{ packs: string[]; verifiedNow: number; storedBytes: number }> {
-    const { chunks, byId, packIds, storedBytes, missing, toVerify } = placed
+    const { count, packIds, storedBytes, missing, toVerify } = placed
     if (missing.length > 0) {
       const first = missing[0]!
-      throw zerr('CHUNK_MISSING', `${missing.length} of the flist's ${chunks.length} chunks are not on the hub (first: ${first.sid} in pack ${first.pack}): upload their packs first (zos hub push does)`, {
+      throw zerr('CHUNK_MISSING', `${missing.length} of the flist's ${count} chunks are not on the hub (first: ${first.sid} in pack ${first.pack}): upload their packs first (zos hub push does)`, {
         missing: missing.length,
         first: first.sid,
         pack: first.pack,
@@ -629,7 +642,7 @@ export class Hub {
         await fetcher.fetch(batch.map((c) => c.id)) // throws CHUNK_TAMPERED naming the chunk
         for (const c of batch) {
           const loc: Omit<ChunkLoc, 'verified'> = { pack: c.pack, offset: c.offset, length: c.length, sid: c.sid, size: c.size, codec: c.codec }
-          if (c.base !== undefined) loc.base = byId.get(c.base)!.sid
+          if (c.baseSid !== undefined) loc.base = c.baseSid
           this.db.markVerified(loc)
         }
       }
@@ -721,19 +734,6 @@ export class Hub {
     const versions = this.db.versions(n, name)
     if (versions.length === 0) throw zerr('NOT_FOUND', `no flist named ${n}/${name} on this hub`)
     return { ns: n, name, tags: this.db.tags(n, name), versions: versions.map((v) => this.versionInfo(v)) }
-  }
-}
-
-/** Renames a finished file into its final place (creating the directory) and makes the rename durable. */
-export async function moveInto(from: string, to: string): Promise<void> {
-  const dir = join(to, '..')
-  await mkdir(dir, { recursive: true })
-  await rename(from, to)
-  const dh = await open(dir, 'r')
-  try {
-    await dh.sync()
-  } finally {
-    await dh.close()
   }
 }
 

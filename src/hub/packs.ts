@@ -7,9 +7,10 @@
 // PackVerifier checks the chunks while the pack streams in (the hub never holds a whole upload in memory): full
 // chunks are decoded as soon as their last byte arrives, deltas once the pack is complete (their base may come
 // later in the pack).
-import { zerr } from '../core/errors.js'
-import { siblingModule, WorkerPool } from '../core/worker-pool.js'
+import { ERROR_CODES, zerr, ZosError, type ErrorCode } from '../core/errors.js'
+import { siblingModule, workerFor } from '../core/worker-pool.js'
 import { ChunkDecodeError, CODEC_ZSTD_DELTA, decodeChunk } from '../flist/codec.js'
+import type { Worker } from 'node:worker_threads'
 import type { ChunkInfo } from '../flist/chunks.js'
 import type { FlistSummary } from '../flist/reader.js'
 import type { ChunkLoc } from './db.js'
@@ -105,9 +106,9 @@ export class PackVerifier {
       this.deltas.push(e)
       return
     }
-    const plain = decodeEntry(this.id, e, data)
+    const plain = decodeEntry(this.id, e, data, undefined, true)
     this.verified.add(e)
-    if (this.bases.has(e.sid)) this.plains.set(e.sid, Buffer.from(plain)) // `data` may be reused
+    if (this.bases.has(e.sid)) this.plains.set(e.sid, Buffer.from(plain)) // a copy: `data` is reused
   }
 
   /**
@@ -148,9 +149,9 @@ export async function verifyDeltas(id: string, entries: readonly PackEntry[], ch
   }
 }
 
-function decodeEntry(id: string, e: PackEntry, data: Buffer, base?: Buffer): Buffer {
+function decodeEntry(id: string, e: PackEntry, data: Buffer, base?: Buffer, checkOnly = false): Buffer {
   try {
-    return decodeChunk({ data, codec: e.codec, size: e.size, sid: e.sid, ...(base ? { base } : {}) })
+    return decodeChunk({ data, codec: e.codec, size: e.size, sid: e.sid, checkOnly, ...(base ? { base } : {}) })
   } catch (err) {
     if (err instanceof ChunkDecodeError) {
       throw zerr('CHUNK_TAMPERED', `pack ${id}: chunk ${e.sid} at offset ${e.offset} does not decode to its id (${err.message}); nothing was stored`, { pack: id, sid: e.sid, offset: e.offset })
@@ -166,103 +167,190 @@ export function checkPackHash(id: string, actual: string): void {
   }
 }
 
-/** What the main thread asks of the check worker (check-worker.ts) about pack upload `job`. */
+/**
+ * What the main thread tells the check worker (check-worker.ts). Messages about a pack upload (`job`) are not
+ * answered, except `end`; the worker takes them in order and reports the first failure of a job on its own
+ * (CheckNotice), so it never waits for this thread between two batches of a pack.
+ */
 export type CheckRequest =
   | { op: 'begin'; job: number; id: string; path: string; entries: readonly PackEntry[] }
-  | { op: 'upto' | 'end'; job: number; bytes: number }
+  | { op: 'upto'; job: number; bytes: number }
+  | { op: 'end'; job: number; bytes: number; reply: number }
   | { op: 'drop'; job: number }
-  | { op: 'flist'; path: string }
+  | { op: 'flist'; path: string; hubDb?: string; reply: number }
+
+/** What the check worker sends back: the answer to a request with `reply`, or a pack upload's first failure. */
+export type CheckNotice = ({ reply: number } | { job: number }) & ({ ok: true; value: unknown } | { ok: false; error: string; code?: string; details?: Record<string, unknown> })
 
 /** A chunk row of an uploaded flist as the hub compares it with its records (no content hash). */
-export type FlistChunk = Omit<ChunkInfo, 'hash'>
+export type FlistChunk = Omit<ChunkInfo, 'hash'> & {
+  /** The store id of the delta base (`base`). */
+  baseSid?: string
+}
 
 /** What the check worker found in an uploaded metadata file that passed FlistReader.open's checks. */
 export interface FlistCheck {
   signers: { address: string; valid: boolean }[]
   summary: FlistSummary
-  /** Every chunk row, in pack order. */
+  /** Every pack the flist names. */
+  packs: string[]
+  /**
+   * The chunk rows the hub has to look at, in pack order: those that were not, when the worker read the hub's
+   * database, at exactly that place in a pack the hub holds and verified there (every row without a database).
+   */
   chunks: FlistChunk[]
 }
 
 /**
- * The hub's checks that need no database, in a worker thread. Pack uploads are checked from the temp files they
- * are being written to: `start` one per upload,
- * tell it each time more bytes are on file (`written`), then `end` returns the check (or throws CHUNK_TAMPERED,
- * INVALID_ARGUMENT). A failure found earlier shows in `failed` at once, so the upload can be refused without
- * reading the rest. Uploaded metadata files are opened and checked there too (`flist`). Requests run in order on
- * one worker, started on first use (a second one for metadata files was not faster on the loaded 2-core VM).
+ * The hub's checks that need no database, in worker threads. Pack uploads are checked from the temp files they
+ * are being written to: `start` one per upload, tell it each time more bytes are on file (`written`), then `end`
+ * returns the check (or throws CHUNK_TAMPERED, INVALID_ARGUMENT). A failure found earlier shows in `failed` at
+ * once, so the upload can be refused without reading the rest. Uploaded metadata files are opened and checked
+ * (`flist`) in a second worker, so that a push's metadata, sent before its packs, is checked while the packs are
+ * hashed instead of ahead of them; a pack goes to whichever of the two has less to do (the hashing is most of
+ * the work, and the metadata worker is idle once the metadata is checked). Each worker starts on first use.
  */
 export class PackChecks {
-  private pool: WorkerPool<CheckRequest, unknown> | undefined
+  private packs: CheckThread | undefined
+  private flists: CheckThread | undefined
   private jobs = 0
 
+  /**
+   * `hubDb`: the hub's database (read by the flist worker, so that only the chunk rows that differ from the hub's
+   * records come back to this thread; a few hundred instead of every row of a large image).
+   */
+  constructor(private readonly hubDb?: string) {}
+
   start(id: string, entries: readonly PackEntry[], path: string): PackCheckJob {
-    return new PackCheckJob(this.worker(), ++this.jobs, { id, path, entries })
+    this.packs = CheckThread.usable(this.packs)
+    this.flists = CheckThread.usable(this.flists)
+    // The metadata worker, idle once a push's metadata is checked, takes packs too when it has less to do.
+    const thread = this.flists.busy < this.packs.busy ? this.flists : this.packs
+    return new PackCheckJob(thread, ++this.jobs, { id, path, entries })
   }
 
   /**
    * Opens an uploaded metadata file with every check of FlistReader.open (SQLite integrity, root hash against the
-   * seal, signatures, invariants) and returns its signers, summary and chunk rows, or throws as FlistReader.open
-   * does.
+   * seal, signatures, invariants) and returns its signers, summary, packs and the chunk rows to look at, or throws
+   * as FlistReader.open does.
    */
   flist(path: string): Promise<FlistCheck> {
-    return this.worker().run({ op: 'flist', path }) as Promise<FlistCheck>
+    this.flists = CheckThread.usable(this.flists)
+    return this.flists.call({ op: 'flist', path, ...(this.hubDb !== undefined ? { hubDb: this.hubDb } : {}) }) as Promise<FlistCheck>
   }
 
   async close(): Promise<void> {
-    await this.pool?.close()
-  }
-
-  private worker(): WorkerPool<CheckRequest, unknown> {
-    // A worker that died failed the uploads it was checking; later ones get a new one.
-    if (this.pool?.failed) void this.pool.close()
-    if (!this.pool || this.pool.failed) this.pool = new WorkerPool(siblingModule(import.meta.url, 'check-worker'), 1)
-    return this.pool
+    await Promise.all([this.packs?.close(), this.flists?.close()])
   }
 }
+
+/** One check worker: requests go out without waiting for each other; answers and failure notices come back. */
+class CheckThread {
+  failed = false
+  private readonly worker: Worker
+  private readonly calls = new Map<number, { resolve: (v: unknown) => void; reject: (err: unknown) => void }>()
+  private readonly jobs = new Map<number, (err: unknown) => void>()
+  private replies = 0
+  private closed = false
+
+  /** Pack uploads and answers it is working on. */
+  get busy(): number {
+    return this.jobs.size + this.calls.size
+  }
+
+  /** `thread`, or a new one when there is none or it died (it failed the checks it was running). */
+  static usable(thread: CheckThread | undefined): CheckThread {
+    if (thread && !thread.failed) return thread
+    void thread?.close()
+    return new CheckThread()
+  }
+
+  private constructor() {
+    this.worker = workerFor(siblingModule(import.meta.url, 'check-worker'))
+    this.worker.unref()
+    this.worker.on('message', (n: CheckNotice) => {
+      const err = n.ok ? undefined : n.code && n.code in ERROR_CODES ? new ZosError(n.code as ErrorCode, n.error, n.details ? { details: n.details } : {}) : new Error(n.error)
+      if ('reply' in n) {
+        const call = this.calls.get(n.reply)
+        this.calls.delete(n.reply)
+        if (this.calls.size === 0) this.worker.unref()
+        if (n.ok) call?.resolve(n.value)
+        else call?.reject(err)
+      } else this.jobs.get(n.job)?.(err)
+    })
+    const fail = (err: Error): void => {
+      this.failed = true
+      for (const c of this.calls.values()) c.reject(err)
+      for (const f of this.jobs.values()) f(err)
+      this.calls.clear()
+      this.jobs.clear()
+    }
+    this.worker.on('error', fail)
+    this.worker.on('exit', (code) => {
+      if (!this.closed) fail(new Error(`the check worker exited with code ${code}`))
+    })
+  }
+
+  /** Sends a message about pack upload `job`; `onFailure` hears of its first failure. */
+  post(req: CheckRequest, onFailure?: (err: unknown) => void): void {
+    if ('job' in req && onFailure) this.jobs.set(req.job, onFailure)
+    if (req.op === 'drop') this.forget(req.job)
+    if (this.failed) {
+      onFailure?.(new Error('the check worker died'))
+      return
+    }
+    this.worker.postMessage(req)
+  }
+
+  /** Stops listening for failures of a job the worker is done with. */
+  forget(job: number): void {
+    this.jobs.delete(job)
+  }
+
+  call(req: DistributiveOmit<Extract<CheckRequest, { reply: number }>, 'reply'>): Promise<unknown> {
+    if (this.failed) return Promise.reject(new Error('the check worker died'))
+    const reply = ++this.replies
+    return new Promise((resolve, reject) => {
+      this.calls.set(reply, { resolve, reject })
+      this.worker.ref() // an answer is awaited
+      this.worker.postMessage({ ...req, reply })
+    })
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.worker.terminate()
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
 
 export class PackCheckJob {
   /** The first failure the worker reported, if any. */
   failed: unknown
-  /** Bytes on file, and whether the worker is being asked to check up to some of them. */
-  private onFile = 0
-  private asking = false
+  private ended = false
 
   constructor(
-    private readonly pool: WorkerPool<CheckRequest, unknown>,
+    private readonly thread: CheckThread,
     private readonly job: number,
     pack: { id: string; path: string; entries: readonly PackEntry[] },
   ) {
-    this.send({ op: 'begin', job, ...pack })
-  }
-
-  private send(req: CheckRequest): void {
-    this.pool.run(req).catch((err: unknown) => (this.failed ??= err))
+    this.thread.post({ op: 'begin', job, ...pack }, (err) => (this.failed ??= err))
   }
 
   /** The file now holds the first `bytes` bytes of the pack. */
   written(bytes: number): void {
-    this.onFile = bytes
-    if (!this.asking) this.ask()
-  }
-
-  /** One request in flight at a time: while the worker is busy, what is written meanwhile is asked for at once. */
-  private ask(): void {
-    const bytes = this.onFile
-    this.asking = true
-    this.pool.run({ op: 'upto', job: this.job, bytes }).then(
-      () => {
-        this.asking = false
-        if (this.onFile > bytes && !this.failed) this.ask()
-      },
-      (err: unknown) => (this.failed ??= err),
-    )
+    if (!this.failed) this.thread.post({ op: 'upto', job: this.job, bytes })
   }
 
   /** Checks the whole `bytes`-byte pack: its hash, its chunks, and the bounds of its index. */
   async end(bytes: number): Promise<PackCheck> {
     try {
-      return (await this.pool.run({ op: 'end', job: this.job, bytes })) as PackCheck
+      const check = (await this.thread.call({ op: 'end', job: this.job, bytes })) as PackCheck
+      this.ended = true // the worker forgot it
+      this.thread.forget(this.job)
+      return check
     } catch (err) {
       throw this.failed ?? err
     }
@@ -270,6 +358,6 @@ export class PackCheckJob {
 
   /** Forgets the upload (its file may be gone). */
   drop(): void {
-    this.pool.run({ op: 'drop', job: this.job }).catch(() => {})
+    if (!this.ended) this.thread.post({ op: 'drop', job: this.job })
   }
 }

@@ -104,6 +104,8 @@ async function push(client: HubClient, file: string, options: PushOptions, metad
   const byId = new Map<number, ChunkInfo>()
   // The namespace (needed for the metadata) comes with the missing-pack answer.
   let ns = options.ns
+  let early: Promise<void> | undefined
+  const sizes = new Map<string, Promise<number | undefined>>()
   try {
     encrypted = flist.encrypted
     const packCounts = flist.packs()
@@ -112,7 +114,18 @@ async function push(client: HubClient, file: string, options: PushOptions, metad
     const packs = [...packCounts.keys()]
     const answer = await client.missing({ packs })
     ns ??= answer.ns
+    // The metadata goes now, unchanged, before the second query and the packs: the hub checks it while they
+    // are sent. It stands when every chunk the hub lacks is in a pack sent whole (a second version packed into
+    // the same store); otherwise it is abandoned below and the rewritten file goes instead.
+    early = metadata.send(ns, file)
+    early.catch(() => {}) // awaited below
     const missingPacks = answer.missingPacks
+    // The sizes of the packs that may go whole, asked for while the second query is out.
+    for (const p of options.store ? missingPacks : []) {
+      const size = options.store!.statPack(p)
+      size.catch(() => {}) // awaited below, if the pack goes whole
+      sizes.set(p, size)
+    }
     inMissing = flist.chunksIn(missingPacks)
     for (const c of inMissing) byId.set(c.id, c)
     for (const c of flist.chunks(inMissing.flatMap((c) => (c.base !== undefined && !byId.has(c.base) ? [c.base] : [])))) byId.set(c.id, c)
@@ -149,7 +162,7 @@ async function push(client: HubClient, file: string, options: PushOptions, metad
     if (list.length === perPack.get(packId)) {
       // The hub has none of this pack's chunks: send it as it is.
       const s = requireStore(packId)
-      const size = await s.statPack(packId)
+      const size = await (sizes.get(packId) ?? s.statPack(packId))
       if (size === undefined) throw zerr('CHUNK_MISSING', `pack ${packId} of ${file} is not in the local store ${s.url}`, { pack: packId })
       uploads.push({
         size,
@@ -200,12 +213,13 @@ async function push(client: HubClient, file: string, options: PushOptions, metad
     if (members.length > 0) uploads.push(group(members))
   }
 
-  // When every chunk the hub lacks is in a pack sent whole, the metadata goes unchanged, before the packs: the
-  // hub checks it while they are sent and commits it as soon as the last one is stored, so that only a small
-  // commit follows the transfer. Otherwise (chunks pointed elsewhere) it goes as soon as every pack is on its
-  // way and the ids of the packs of copied chunks are known, not once they are all stored: the hub waits for the
-  // packs an flist names, so the metadata's upload and checks still overlap the packs' transfer.
-  if (rewrites.size === 0 && copied.length === 0) await metadata.send(ns!, file)
+  // When every chunk the hub lacks is in a pack sent whole, the metadata sent above stands: the hub checks it
+  // while the packs are sent and commits it as soon as the last one is stored, so that only a small commit
+  // follows the transfer. Otherwise (chunks pointed elsewhere) it is abandoned, and the rewritten file goes as
+  // soon as every pack is on its way and the ids of the packs of copied chunks are known, not once they are all
+  // stored: the hub waits for the packs an flist names, so its upload and checks still overlap the transfer.
+  if (rewrites.size === 0 && copied.length === 0) await early
+  else metadata.abandon()
 
   // Send the packs, a few at a time.
   const total = uploads.reduce((n, u) => n + u.size, 0)

@@ -296,7 +296,7 @@ export async function startHub(options: HubServerOptions): Promise<HubServer> {
       res.once('close', () => gone.abort())
       const answer = await hub.commitFlist(
         { identity, converted: false },
-        { ns: p.ns, name: p.name, tag, latest, path: up.path, digest: up.sha256, size: up.size },
+        { ns: p.ns, name: p.name, tag, latest, path: up.path, digest: up.sha256, size: up.size, durable: up.durable },
         { waitMs, signal: gone.signal },
       )
       metrics.flistsStored++
@@ -350,6 +350,7 @@ export async function startHub(options: HubServerOptions): Promise<HubServer> {
       const up = await spoolBody(req, hub.tmpDir, hub.limits.archive, 'archive upload')
       metrics.received += up.size
       try {
+        await up.durable
         checkBody(bodyHash, up.sha256)
       } catch (err) {
         await rm(up.path, { force: true })

@@ -11,6 +11,7 @@ import { createReadStream } from 'node:fs'
 import { copyFile, mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import Database from 'better-sqlite3'
+import { DirHandles } from '../core/dir-handles.js'
 import { ZosError, errorMessage, zerr } from '../core/errors.js'
 import { coalesce, isPackId, splitSpan, type CoalesceOptions, type Span } from './coalesce.js'
 import { DEFAULT_MAX_OPEN, FdCache } from './fdcache.js'
@@ -84,6 +85,8 @@ export class DirStore implements WritableStore {
   readonly writable = true as const
   readonly root: string
   private readonly fds: FdCache
+  /** Pack directories open for fsync (at most 256: packs/<id[0:2]>). */
+  private readonly dirs = new DirHandles()
   private readonly coalesceOptions: CoalesceOptions
   private db: Database.Database | undefined
   private closed = false
@@ -313,12 +316,12 @@ export class DirStore implements WritableStore {
    * as in putPack; without it the file is hashed first. `handle`: the caller's open handle on the file, synced
    * instead of opening the file again. The file is gone on success and left as it was on failure.
    */
-  async putPackFile(pack: string, file: string, chunks: readonly ChunkLocation[], options: PutPackOptions & { handle?: FileHandle } = {}): Promise<void> {
+  async putPackFile(pack: string, file: string, chunks: readonly ChunkLocation[], options: PutPackOptions & { synced?: { size: number; done: Promise<void> } } = {}): Promise<void> {
     this.checkOpen()
     if (!isPackId(pack)) throw zerr('INVALID_ARGUMENT', `pack id must be 64 lowercase hex characters, got ${JSON.stringify(pack)}`)
     let size: number
     try {
-      size = (options.handle ? await options.handle.stat() : await stat(file)).size
+      size = options.synced ? options.synced.size : (await stat(file)).size
     } catch (err) {
       throw zerr('NOT_FOUND', `pack file ${file} does not exist`, { path: file }, err)
     }
@@ -333,16 +336,19 @@ export class DirStore implements WritableStore {
     chunks.forEach((c, i) => checkChunk(c, pack, size, i))
     const db = this.index()
     const final = packPath(this.root, pack)
-    if ((await this.statPack(pack)) === size) await rm(file, { force: true })
+    const dir = join(this.root, 'packs', pack.slice(0, 2))
+    // Independent file system calls at the same time: each is a round trip through the libuv pool, and on a busy
+    // event loop those round trips, not the calls, are what a pack's move costs.
+    const [existing, dh] = await Promise.all([this.statPack(pack), this.dirs.get(dir).catch(() => undefined)])
+    if (existing === size) await rm(file, { force: true })
     else {
-      const dir = join(this.root, 'packs', pack.slice(0, 2))
       try {
-        if (options.handle) await options.handle.sync()
+        if (options.synced) await options.synced.done
         else {
           const fh = await open(file, 'r+')
           await fh.sync().finally(() => fh.close())
         }
-        await mkdir(dir, { recursive: true })
+        if (!dh) await this.dirs.get(dir) // the error, this time
         try {
           await rename(file, final)
         } catch (err) {
@@ -354,7 +360,7 @@ export class DirStore implements WritableStore {
           await rename(tmp, final)
           await rm(file, { force: true })
         }
-        await syncDir(dir)
+        await this.dirs.sync(dir)
       } catch (err) {
         if (ZosError.is(err)) throw err
         throw zerr('STORE_UNAVAILABLE', `moving pack ${pack} to ${final} failed: ${errorMessage(err)}`, { pack, path: final }, err)
@@ -381,7 +387,7 @@ export class DirStore implements WritableStore {
     const dir = join(this.root, 'packs', pack.slice(0, 2))
     const tmp = join(dir, `.${pack}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`)
     try {
-      await mkdir(dir, { recursive: true })
+      const dh = await this.dirs.get(dir)
       const fh = await open(tmp, 'wx', 0o644)
       try {
         let done = 0
@@ -391,7 +397,7 @@ export class DirStore implements WritableStore {
         await fh.close()
       }
       await rename(tmp, final)
-      await syncDir(dir)
+      await dh.sync()
     } catch (err) {
       await rm(tmp, { force: true }).catch(() => {})
       if (ZosError.is(err)) throw err
@@ -445,6 +451,7 @@ export class DirStore implements WritableStore {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    await this.dirs.close()
     await this.fds.close()
     this.statements.clear()
     this.db?.close()
@@ -452,12 +459,3 @@ export class DirStore implements WritableStore {
   }
 }
 
-/** Makes a rename in `dir` durable: without it a crash can forget the new name. */
-async function syncDir(dir: string): Promise<void> {
-  const dh = await open(dir, 'r')
-  try {
-    await dh.sync()
-  } finally {
-    await dh.close()
-  }
-}

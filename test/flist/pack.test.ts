@@ -361,6 +361,8 @@ test('pack - chunk rows with an unknown codec, an impossible size or a malformed
     ['UPDATE chunk SET offset = -1 WHERE id = 1', /impossible size or offset/],
     ["UPDATE chunk SET pack = upper(pack) WHERE id = 1", /malformed id or pack name/],
     ["UPDATE chunk SET pack = substr(pack, 2) WHERE id = 1", /malformed id or pack name/],
+    ["UPDATE chunk SET pack = 'g' || substr(pack, 2) WHERE id = 1", /malformed id or pack name/],
+    ["UPDATE chunk SET pack = substr(pack, 1, 63) || ' ' WHERE id = 1", /malformed id or pack name/],
   ]
   for (const [sql, why] of cases) {
     const file = join(dir, 'edited.fl')
