@@ -38,6 +38,12 @@ export function readAllChunks(db: Database.Database, encryptionKey: Buffer | und
   return chunkInfos(db.prepare(`${CHUNK_COLUMNS} ORDER BY pack, offset`).raw(true).all() as RawChunkRow[], encryptionKey)
 }
 
+/** The chunk rows of the extents of file `ino`, in extent order (a chunk used twice comes twice), in one query. */
+export function readFileChunks(db: Database.Database, encryptionKey: Buffer | undefined, ino: number): ChunkInfo[] {
+  const sql = 'SELECT c.id, c.hash, c.size, c.pack, c.offset, c.length, c.codec, c.base FROM extent e JOIN chunk c ON c.id = e.chunk WHERE e.ino = ? ORDER BY e.offset'
+  return chunkInfos(db.prepare(sql).raw(true).all(ino) as RawChunkRow[], encryptionKey)
+}
+
 /** The chunk rows whose id (or pack) is one of `values`, in one query per 500 values, in no particular order. */
 export function readChunksWhere(db: Database.Database, encryptionKey: Buffer | undefined, column: 'id' | 'pack', values: readonly (number | string)[]): ChunkInfo[] {
   const out: ChunkInfo[] = []

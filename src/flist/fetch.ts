@@ -114,6 +114,18 @@ export class ChunkFetcher {
     return info
   }
 
+  /**
+   * Remembers chunk rows looked up in bulk (a file's, when it is first read), so that fetching them costs no
+   * query each: a cold `node` start looked up 750 rows one at a time, ~20 ms.
+   */
+  know(infos: readonly ChunkInfo[]): void {
+    for (const info of infos) {
+      if (this.infoCache.has(info.id)) continue
+      if (this.infoCache.size >= INFO_ENTRIES) this.infoCache.delete(this.infoCache.keys().next().value!)
+      this.infoCache.set(info.id, info)
+    }
+  }
+
   /** Fetches and verifies chunks by id; the result is in the order asked. */
   async fetch(ids: readonly number[], signal?: AbortSignal): Promise<Buffer[]> {
     if (signal?.aborted) throw zerr('TIMEOUT', 'the read was interrupted')

@@ -214,6 +214,8 @@ export class FlistFs implements FuseOps {
     let list = this.extentCache.get(ino)
     if (!list) {
       const raw = this.reader.extents(ino)
+      // Larger files (up to ~1 GiB): their chunk rows in one query now, rather than one query per chunk as reads come.
+      if (raw.length > 16 && raw.length <= 16384) this.fetcher.know(this.reader.fileChunks(ino))
       const size = this.reader.inode(ino)?.size ?? 0
       list = raw.map((e, i) => ({ offset: e.offset, end: i + 1 < raw.length ? raw[i + 1]!.offset : size, chunk: e.chunk }))
       if (this.extentCache.size > 4096) this.extentCache.delete(this.extentCache.keys().next().value!)

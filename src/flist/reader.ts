@@ -7,7 +7,7 @@ import { statSync } from 'node:fs'
 import { zerr, ZosError, errorMessage } from '../core/errors.js'
 import { addressOf, verifyDomain } from '../core/signature.js'
 import { validateChunkerParams, type ChunkerParams } from './chunker.js'
-import { readAllChunks, readChunksWhere, type ChunkInfo } from './chunks.js'
+import { readAllChunks, readChunksWhere, readFileChunks, type ChunkInfo } from './chunks.js'
 import { CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_DELTA, storeId } from './codec.js'
 import { computeRoot } from './root.js'
 import { APPLICATION_ID, FORMAT_NAME, FORMAT_VERSION, PREFETCH_RANGES_VERSION, ROOT_INO, SIGNATURE_DOMAIN, S_IFDIR, S_IFMT, S_IFREG, TYPE_BITS, typeOfMode, type InodeType } from './schema.js'
@@ -418,6 +418,11 @@ export class FlistReader {
   }
 
   /** The chunks with these ids, in one query per 500 ids; throws FLIST_CORRUPT naming an id the flist lacks. */
+  /** The chunk rows of a file's extents, in extent order, in one query (what reading the whole file needs). */
+  fileChunks(ino: number): ChunkInfo[] {
+    return readFileChunks(this.db, this.encryptionKey, ino)
+  }
+
   chunks(ids: readonly number[]): Map<number, ChunkInfo> {
     const unique = [...new Set(ids)]
     const out = new Map(readChunksWhere(this.db, this.encryptionKey, 'id', unique).map((c) => [c.id, c] as const))

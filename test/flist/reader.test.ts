@@ -1,5 +1,5 @@
-// FlistReader's batched chunk listings: allChunks (one query for every row) and chunks(ids) (one query per 500
-// ids) answer exactly what chunk(id) answers one id at a time, for plain and encrypted flists.
+// FlistReader's batched chunk listings: allChunks (one query for every row), chunks(ids) (one query per 500
+// ids) and fileChunks(ino) (one file's, in extent order) answer exactly what chunk(id) answers one id at a time, for plain and encrypted flists.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
@@ -51,6 +51,12 @@ for (const encrypt of [false, true]) {
     assert.equal(byId.size, all.length)
     for (const c of all) assert.deepEqual(byId.get(c.id), c)
     assert.equal(reader.chunks([]).size, 0)
+    // A file's rows in extent order.
+    for (const name of ['f0', 'f7']) {
+      const ino = reader.lookup(1, name)!.ino
+      assert.deepEqual(reader.fileChunks(ino), reader.extents(ino).map((e) => reader.chunk(e.chunk)))
+    }
+    assert.deepEqual(reader.fileChunks(1), [], 'a directory has none')
   })
 }
 
