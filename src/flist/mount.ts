@@ -54,7 +54,7 @@ export interface FlistMountOptions {
    */
   pageCache?: boolean
   logger?: FuseLogger
-  /** FUSE options; `pending` is a mount startMount began for this mountpoint with flistMountOptions(). */
+  /** FUSE options; `pending`: a mount startMount began for this mountpoint (type FLIST_SUBTYPE, flistFsname: mount-options.ts). */
   fuse?: Omit<MountOptions, 'logger' | 'readOnly'> & { pending?: PendingMount }
 }
 
@@ -254,6 +254,13 @@ export class FlistFs implements FuseOps {
     else fetching.catch(() => {})
   }
 
+  /** The extents of file `ino` the kernel has had (inKernel). */
+  private kernelHas(ino: number): Set<number> {
+    let had = this.inKernel.get(ino)
+    if (!had) this.inKernel.set(ino, (had = new Set()))
+    return had
+  }
+
   /**
    * Stores the content of extents from, from + 1, … of file `ino` (their plaintexts, in order) into the kernel's
    * page cache, skipping the extents it has had already. Pages at the edges of a run that the run only partly
@@ -261,8 +268,7 @@ export class FlistFs implements FuseOps {
    */
   private pushRun(ino: number, list: readonly FileExtent[], from: number, plains: readonly Buffer[]): void {
     if (!this.pushTo) return
-    let had = this.inKernel.get(ino)
-    if (!had) this.inKernel.set(ino, (had = new Set()))
+    const had = this.kernelHas(ino)
     const size = list[list.length - 1]!.end
     for (let i = 0; i < plains.length; ) {
       if (had.has(from + i)) {
@@ -344,8 +350,7 @@ export class FlistFs implements FuseOps {
    * the parts of the first and the last before and after the range, which are stored into its page cache.
    */
   private pushAround(ino: number, list: readonly FileExtent[], lo: number, offset: number, end: number, plains: readonly Buffer[]): void {
-    let had = this.inKernel.get(ino)
-    if (!had) this.inKernel.set(ino, (had = new Set()))
+    const had = this.kernelHas(ino)
     const lastIndex = lo + plains.length - 1
     const first = list[lo]!
     const last = list[lastIndex]!

@@ -345,7 +345,7 @@ export interface PendingMount {
  * `pending` (with the same mountpoint); its mount options are the ones given here. The kernel queues every
  * request, INIT included, until mountFuse starts the session, so the mount can appear in the mount table before
  * its filesystem serves. Errors (those of mountFuse) surface from mountFuse. A process that exits before
- * mountFuse took the mount over detaches it on the way out (exitCleanup).
+ * mountFuse took the mount over detaches it on the way out, as it does its other mounts.
  */
 export function startMount(mountpoint: string, options: Omit<MountOptions, 'whileMounting'> = {}): PendingMount {
   const logger = options.logger ?? stderrLogger
