@@ -187,7 +187,10 @@ export class HubDb {
     try {
       this.db = new Database(path)
       this.db.pragma('journal_mode = WAL')
-      this.db.pragma('synchronous = NORMAL')
+      // FULL: a commit is on disk (the WAL fsynced) before the request that made it is answered, so an upload the
+      // client was told is stored survives a power loss too. (NORMAL keeps the database consistent but may lose
+      // the last commits: a pushed flist could vanish after the client got its 200.)
+      this.db.pragma('synchronous = FULL')
       this.db.pragma('busy_timeout = 5000')
       this.db.pragma('foreign_keys = ON')
     } catch (err) {

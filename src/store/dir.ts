@@ -143,6 +143,9 @@ export class DirStore implements WritableStore {
     try {
       db = new Database(file)
       db.pragma('journal_mode = WAL')
+      // NORMAL: a power loss may lose the last commits, never consistency. The index only describes pack files
+      // already fsynced in place; rows it lost are written again when the pack is put again (putPack indexes an
+      // existing file), which a client does when the store says the chunks are missing.
       db.pragma('synchronous = NORMAL')
       db.pragma('busy_timeout = 5000')
     } catch (err) {
