@@ -40,6 +40,12 @@ export function packArguments(args: readonly string[]): { source?: string; worke
   return { ...(positional[2] !== undefined ? { source: positional[2] } : {}), ...(typeof workers === 'string' ? { workers } : {}) }
 }
 
+/** True for `zos [--json] flist mount …`. */
+function isFlistMount(args: readonly string[]): boolean {
+  const { positional } = scan(args, MOUNT_VALUE_OPTIONS)
+  return positional[0] === 'flist' && positional[1] === 'mount'
+}
+
 /** True for `zos [--json] flist mount FILE MOUNTPOINT … --daemon` (not asking for help). */
 export function isMountDaemon(args: readonly string[]): boolean {
   return mountDaemonArguments(args) !== undefined
@@ -61,6 +67,12 @@ export async function prestart(args: readonly string[]): Promise<void> {
   const mount = mountDaemonArguments(args)
   if (mount) {
     await (await import('./mount-daemon.js')).prestartMountDaemon(mount.checkHere ? { flist: mount.flist } : undefined)
+    return
+  }
+  // The serving process of a `--daemon` mount: its modules start loading now (their files are read on the libuv
+  // pool while commander loads and parses); the command's own imports then find them loaded or loading.
+  if (process.env.ZOS_MOUNT_READY_FD === '3' && isFlistMount(args)) {
+    for (const load of [import('../fuse/index.js'), import('../flist/mount.js'), import('../flist/cache.js'), import('../store/open.js')]) load.catch(() => {})
     return
   }
   const pack = packArguments(args)
