@@ -71,6 +71,11 @@ const INTERRUPT_RETRY_MS = 10
  * least 8 KiB and more than max_write (4 KiB) plus headers, and answers larger requests itself (EIO/E2BIG).
  */
 const SLOT_SIZE = 16384
+/**
+ * Page-cache stores written at once (FuseSession.store): at most half of the libuv pool (4 threads unless
+ * UV_THREADPOOL_SIZE says otherwise), and none with a pool of 1, so that other work always finds a thread.
+ */
+const MAX_STORES = Math.min(2, Math.floor((Number(process.env.UV_THREADPOOL_SIZE) || 4) / 2))
 
 /** One request in flight: the context handed to the op, and the state INTERRUPT needs. */
 class Request implements RequestContext {
@@ -146,6 +151,7 @@ export class FuseSession {
   private rejectInit!: (e: Error) => void
   /** Page-cache stores being written; the descriptor is closed only once none is (see store()). */
   private storing = 0
+  private readonly storeQueue: { iov: Uint8Array[]; done: ((err: Error | null) => void) | undefined }[] = []
   private closeAfterStores = -1
   private logBudget = 20
   private logSuppressed = 0
@@ -658,6 +664,7 @@ export class FuseSession {
     this.ended = true
     const fd = this.fd
     this.fd = -1 // late replies must never reach a reused descriptor number
+    for (const q of this.storeQueue.splice(0)) q.done?.(new Error('the FUSE session ended'))
     if (this.storing > 0) this.closeAfterStores = fd // an in-flight store must not reach a reused number either
     else try { closeSync(fd) } catch { /* already closed */ }
     for (const req of this.inflight.values()) req.interrupt()
@@ -679,25 +686,42 @@ export class FuseSession {
    * Hands the kernel content of file `ino` it did not ask for (FUSE_NOTIFY_STORE): `total` bytes in `parts`, to
    * be found in its page cache from `offset` on, so that reads and page faults there need no request. Only whole
    * pages (and a last page reaching the end of the file) become cached; the range must not pass the end of the
-   * file (the kernel would grow it). The write goes through the libuv pool, never on this thread: the kernel
-   * locks each page it fills, and a page locked by a READ that this thread has yet to answer would otherwise
-   * wait forever. `done` learns how it went (ENOENT: the kernel does not hold the inode, e.g. it was never looked
-   * up or has been forgotten). False when not serving.
+   * file (the kernel would grow it). `done` learns how it went (ENOENT: the kernel does not hold the inode, e.g.
+   * it was never looked up or has been forgotten). False when not serving.
+   *
+   * The kernel locks each page it fills, so a store can wait for a READ of the same pages to be answered. The
+   * write therefore goes through the libuv pool, never on this thread (which answers that READ), and at most
+   * MAX_STORES run at once (the rest queue here): the READ's answer may itself need a pool thread (a disk-cache
+   * read), and stores waiting in every pool thread would wait for it forever.
    */
   store(ino: bigint, offset: number, parts: readonly Uint8Array[], total: number, done?: (err: Error | null) => void): boolean {
-    if (this.ended || this.init === null || this.fd < 0 || total <= 0) return false
+    if (this.ended || this.init === null || this.fd < 0 || total <= 0 || MAX_STORES === 0) return false
     const head = Buffer.allocUnsafe(NOTIFY_STORE_HEADER_SIZE)
     encodeNotifyStore(head, ino, offset, total)
-    this.storing++
     // writev takes at most IOV_MAX (1024) buffers.
     const iov = parts.length < 1000 ? [head, ...parts] : [head, Buffer.concat(parts, total)]
-    writev(this.fd, iov, (err) => {
-      done?.(err)
-      if (--this.storing > 0 || this.closeAfterStores < 0) return
-      try { closeSync(this.closeAfterStores) } catch { /* already closed */ }
-      this.closeAfterStores = -1
-    })
+    this.storeQueue.push({ iov, done })
+    this.nextStores()
     return true
+  }
+
+  private nextStores(): void {
+    while (this.storing < MAX_STORES && this.storeQueue.length > 0) {
+      const { iov, done } = this.storeQueue.shift()!
+      if (this.fd < 0) {
+        done?.(new Error('the FUSE session ended'))
+        continue
+      }
+      this.storing++
+      writev(this.fd, iov, (err) => {
+        done?.(err)
+        this.storing--
+        this.nextStores()
+        if (this.storing > 0 || this.closeAfterStores < 0) return
+        try { closeSync(this.closeAfterStores) } catch { /* already closed */ }
+        this.closeAfterStores = -1
+      })
+    }
   }
 
   /**

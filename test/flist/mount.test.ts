@@ -233,6 +233,9 @@ test('mount - two flists sharing chunks fetch each shared chunk once; the cache 
   const m1 = await withMount(t, await mountFlist(fl1, join(dir, 'm1'), { store, cache, prefetch: false }))
   await ok('sh', ['-c', `cat $(find ${join(dir, 'm1')} -type f) > /dev/null`])
   const first = m1.stats().fetchedChunks
+  // The first mount writes its chunks to the disk cache once its store has been quiet for a moment.
+  for (let i = 0; i < 100 && cache.stats().entries < first; i++) await new Promise((r) => setTimeout(r, 20))
+  assert.equal(cache.stats().entries, first)
   const m2 = await withMount(t, await mountFlist(fl2, join(dir, 'm2'), { store, cache, prefetch: false }))
   await ok('sh', ['-c', `cat $(find ${join(dir, 'm2')} -type f) > /dev/null`])
   const r1 = FlistReader.open(fl1)

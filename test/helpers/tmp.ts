@@ -31,7 +31,8 @@ export async function tempDir(t: TestContext, prefix = 'zos-test-'): Promise<str
   const dir = await mkdtemp(join(tmpdir(), prefix))
   t.after(async () => {
     for (const m of await mountsBelow(dir)) await lazyUnmount(m)
-    await rm(dir, { recursive: true, force: true })
+    // Retried: a daemon detached just above may still be finishing writes below (its chunk cache).
+    await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 })
   })
   return dir
 }
