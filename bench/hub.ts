@@ -167,6 +167,8 @@ async function main(): Promise<void> {
   const root = await mkdtemp(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'zos-bench-hub-'))
   try {
     const home = join(root, 'home')
+    // This process's hub client too (its hub-cache of resolved flists): nothing goes to the user's ~/.zos.
+    process.env.ZOS_HOME = home
     const key = generateKey()
     await saveKey(join(home, 'key.json'), key)
     // Two versions of a tree of incompressible files; version 2 replaces 1/8 of them.
