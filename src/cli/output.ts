@@ -1,4 +1,5 @@
 // Output for every command: --json prints one JSON document on stdout; otherwise a human rendering.
+import { firstEvent } from '../core/drain.js'
 import type { Command } from 'commander'
 
 export function wantsJson(cmd: Command): boolean {
@@ -43,13 +44,5 @@ export function parseSize(text: string): number {
 
 /** Resolves at the first SIGINT or SIGTERM: how a foreground daemon command waits to be stopped. */
 export function untilStopped(): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop)
-      process.off('SIGTERM', stop)
-      resolve()
-    }
-    process.on('SIGINT', stop)
-    process.on('SIGTERM', stop)
-  })
+  return firstEvent(process, ['SIGINT', 'SIGTERM'])
 }

@@ -1,16 +1,20 @@
-// Back-pressure for a stream we write to by hand: wait until it wants more, or until it is closed (a peer that
-// went away must not leave the writer waiting for a 'drain' that never comes).
+// Waiting for the first of a few events: back-pressure for a stream we write to by hand (its 'drain', or its
+// 'close': a peer that went away must not leave the writer waiting for a 'drain' that never comes), and a
+// foreground daemon waiting for SIGINT or SIGTERM.
 import type { EventEmitter } from 'node:events'
+
+/** Resolves at the first of `events` on `emitter`, and stops listening to all of them. */
+export function firstEvent(emitter: EventEmitter, events: readonly string[]): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      for (const e of events) emitter.off(e, done)
+      resolve()
+    }
+    for (const e of events) emitter.on(e, done)
+  })
+}
 
 /** Resolves at the stream's next 'drain' or 'close'. */
 export function drainedOrClosed(stream: EventEmitter): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const done = (): void => {
-      stream.off('drain', done)
-      stream.off('close', done)
-      resolve()
-    }
-    stream.on('drain', done)
-    stream.on('close', done)
-  })
+  return firstEvent(stream, ['drain', 'close'])
 }
