@@ -325,7 +325,7 @@ export function registerFlist(program: Command): void {
     .option('--daemon', 'run in the background once mounted (stop it with `zos flist umount`)')
     .action(async (file: string, mountpoint: string, opts: Record<string, unknown>, cmd: Command) => {
       if (opts.daemon) return daemonize(mountpoint, cmd)
-      const [{ startMount }, { assertMountable, FLIST_SUBTYPE, flistFsname }, { parseSize }, fs, path, os] = await Promise.all([
+      const [{ startMount, unmountOnSignals }, { assertMountable, FLIST_SUBTYPE, flistFsname }, { parseSize }, fs, path, os] = await Promise.all([
         import('../fuse/index.js'),
         import('../flist/mount-options.js'),
         import('./output.js'),
@@ -345,11 +345,10 @@ export function registerFlist(program: Command): void {
       // mount(8) and the FUSE reader thread now, while the flist, cache and store code loads (60-100 ms here): the
       // kernel holds every request until the session starts, after the flist's checks.
       const pending = startMount(flistAt, { fsname: flistFsname(src.file), subtype: FLIST_SUBTYPE })
-      const [{ mountFlist }, { DiskChunkCache }, { openStore }, { unmountOnSignals }, overlay, { reportReady, readVerdict, FLIST_FD_ENV, VERDICT_FD_ENV }] = await Promise.all([
+      const [{ mountFlist }, { DiskChunkCache }, { openStore }, overlay, { reportReady, readVerdict, FLIST_FD_ENV, VERDICT_FD_ENV }] = await Promise.all([
         import('../flist/mount.js'),
         import('../flist/cache.js'),
         import('../store/open.js'),
-        import('../fuse/index.js'),
         import('../flist/overlay.js'),
         import('../flist/ready.js'),
       ])
