@@ -1,6 +1,6 @@
 // `pushFlist` / `pushSource` against a real hub: only what the hub lacks moves, rewritten metadata keeps its
 // seal and signatures, encrypted chunks are verified when their flist arrives, and hub:// references resolve.
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -38,6 +38,19 @@ async function readAll(file: string, storeUrl: string, path: string): Promise<Bu
     reader.close()
     await store.close()
   }
+}
+
+
+/** A temporary $ZOS_HOME for this test (hub:// references are downloaded below it), restored afterwards. */
+async function tempHome(t: TestContext): Promise<string> {
+  const prev = process.env.ZOS_HOME
+  const home = await tempDir(t)
+  process.env.ZOS_HOME = home
+  t.after(() => {
+    if (prev === undefined) delete process.env.ZOS_HOME
+    else process.env.ZOS_HOME = prev
+  })
+  return home
 }
 
 test('push - a second version packed into the same store moves only its new packs', async (t) => {
@@ -173,6 +186,7 @@ test('push - packed elsewhere: chunks the hub has are reused, only missing ones 
   assert.notEqual(r.version.digest, sha256(await readFile(v2.file)).toString('hex'), 'the metadata was pointed at the hub copies')
   assert.deepEqual(r.version.signers, [key.address])
 
+  await tempHome(t) // resolving downloads into $ZOS_HOME/hub-cache, never the user's ~/.zos
   const got = await resolveFlistArg(`hub://${new URL(hub.url).host}/${nsOf(key)}/app:v2`, undefined)
   assert.equal(got.store, hub.url)
   const reader = FlistReader.open(got.file, { trust: [{ describe: key.address, matches: (pk) => Buffer.from(pk).equals(key.publicKey) }] })
@@ -266,12 +280,7 @@ test('push - a directory is packed locally, signed with the key and pushed; hub:
   assert.deepEqual(r.version.signers, [key.address])
   assert.equal(r.version.files, 2)
   assert.ok(r.uploadedBytes > 400_000)
-  const prev = process.env.ZOS_HOME
-  process.env.ZOS_HOME = await tempDir(t)
-  t.after(() => {
-    if (prev === undefined) delete process.env.ZOS_HOME
-    else process.env.ZOS_HOME = prev
-  })
+  await tempHome(t)
   const got = await resolveFlistArg(`hub://${new URL(hub.url).host}/site:1`, undefined)
   assert.equal(got.hub?.ns, nsOf(key))
   assert.equal(got.hub?.root, r.version.root)
