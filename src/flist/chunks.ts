@@ -4,6 +4,18 @@ import { createHmac } from 'node:crypto'
 import type Database from 'better-sqlite3'
 import type { ChunkRow } from './writer.js'
 
+// The codec column of a chunk row (flist/codec.ts encodes and decodes them; docs/flist-format.md §3).
+export const CODEC_RAW = 0
+export const CODEC_ZSTD = 1
+export const CODEC_ZSTD_DELTA = 2
+export type Codec = typeof CODEC_RAW | typeof CODEC_ZSTD | typeof CODEC_ZSTD_DELTA
+
+export const CODEC_NAMES: Record<Codec, string> = { 0: 'raw', 1: 'zstd', 2: 'zstd-delta' }
+
+export function isCodec(n: number): n is Codec {
+  return n === CODEC_RAW || n === CODEC_ZSTD || n === CODEC_ZSTD_DELTA
+}
+
 /** A chunk row with its store id. */
 export interface ChunkInfo extends ChunkRow {
   /** Store id (hex). */

@@ -9,20 +9,9 @@
 import { createCipheriv, createDecipheriv, createHmac, hash, randomBytes } from 'node:crypto'
 // The binding alone: zstd-napi's index adds stream classes that take longer to load than the binding.
 import zstd from 'zstd-napi/binding.js'
-import { storeId } from './chunks.js'
+import { CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_DELTA, storeId, type Codec } from './chunks.js'
 
-export { storeId }
-
-export const CODEC_RAW = 0
-export const CODEC_ZSTD = 1
-export const CODEC_ZSTD_DELTA = 2
-export type Codec = typeof CODEC_RAW | typeof CODEC_ZSTD | typeof CODEC_ZSTD_DELTA
-
-export const CODEC_NAMES: Record<Codec, string> = { 0: 'raw', 1: 'zstd', 2: 'zstd-delta' }
-
-export function isCodec(n: number): n is Codec {
-  return n === CODEC_RAW || n === CODEC_ZSTD || n === CODEC_ZSTD_DELTA
-}
+export { CODEC_NAMES, CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_DELTA, isCodec, storeId, type Codec } from './chunks.js'
 
 export function sha256(data: Uint8Array): Buffer {
   return hash('sha256', data, 'buffer') // one call: no Hash object per chunk
