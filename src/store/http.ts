@@ -3,6 +3,7 @@
 // per-request timeout and retries with backoff on network errors, timeouts and 5xx/429 answers. Requests go through
 // node:http(s) with a keep-alive agent per store (`fetch`/undici cost more per request than a cold mount's read:
 // docs/flist-mount.md, "where a cold start's time goes").
+import { defaultMaxListeners, getMaxListeners, setMaxListeners } from 'node:events'
 import * as http from 'node:http'
 import * as https from 'node:https'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -435,6 +436,14 @@ export class HttpStore implements Store {
 }
 
 /**
+ * Listeners one signal may hold before Node warns of a leak. Every request in flight or waiting for a slot or a
+ * retry holds one on the store's close signal and one on its caller's (a mount shares one signal among all its
+ * fetches), all removed when it ends: dozens are normal while a store is down, and Node's default of 10 filled
+ * the log of a mount with warnings.
+ */
+const SIGNAL_LISTENERS = 1000
+
+/**
  * A signal that aborts when any source does (or when `abort()` is called). `dispose()` unhooks it from the
  * sources, so long-lived sources (the store's close signal) do not collect listeners.
  */
@@ -443,8 +452,13 @@ function linkSignals(sources: ReadonlyArray<AbortSignal | undefined>): { signal:
   const live = sources.filter((s): s is AbortSignal => s !== undefined)
   const onAbort = (): void => ctl.abort()
   for (const s of live) {
-    if (s.aborted) ctl.abort()
-    else s.addEventListener('abort', onAbort, { once: true })
+    if (s.aborted) {
+      ctl.abort()
+      continue
+    }
+    // Only a limit nobody chose is raised: a caller's own setting stays.
+    if (getMaxListeners(s) === defaultMaxListeners) setMaxListeners(SIGNAL_LISTENERS, s)
+    s.addEventListener('abort', onAbort, { once: true })
   }
   return {
     signal: ctl.signal,

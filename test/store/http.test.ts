@@ -136,6 +136,25 @@ test('http store - a stopped server is STORE_UNAVAILABLE naming the URL, after t
   await assert.rejects(s.statPack(p.id), { code: 'STORE_UNAVAILABLE' })
 })
 
+test('http store - many reads sharing one signal while the store is down raise no listener-leak warning', async (t) => {
+  const p = buildPack(2, 100)
+  const srv = await served(t, [p])
+  const s = open(t, srv.url)
+  await srv.stop()
+  const warnings: string[] = []
+  const onWarning = (w: Error): void => void warnings.push(`${w.name}: ${w.message}`)
+  process.on('warning', onWarning)
+  t.after(() => process.off('warning', onWarning))
+  // A mount's fetches share its one signal; each waiting or retrying request holds a listener on it and on the
+  // store's close signal until it ends.
+  const shared = new AbortController()
+  const reads = Array.from({ length: 40 }, (_, i) => s.readRanges([{ ...p.chunks[i % 2]!, offset: p.chunks[i % 2]!.offset }], { signal: shared.signal }))
+  const results = await Promise.allSettled(reads)
+  assert.ok(results.every((r) => r.status === 'rejected' && (r.reason as { code?: string }).code === 'STORE_UNAVAILABLE'))
+  await new Promise((resolve) => setImmediate(resolve)) // warnings are emitted on the next tick
+  assert.deepEqual(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning')), [])
+})
+
 test('http store - a server that never answers times out into STORE_UNAVAILABLE', async (t) => {
   const sockets = new Set<Socket>()
   const tcp = createTcpServer((sock) => {
