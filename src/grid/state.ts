@@ -74,12 +74,29 @@ async function readJson<T>(file: string, schema: z.ZodType<T>): Promise<T | unde
 }
 
 let tmpSeq = 0
+/** The last write queued per file. */
+const writing = new Map<string, Promise<void>>()
 
-/** Write to a sibling temp file and rename: a crash leaves the old or the new file, never half of one. */
-async function writeJsonAtomic(file: string, data: unknown): Promise<void> {
-  const tmp = `${file}.${process.pid}.${++tmpSeq}.tmp`
-  await writeFile(tmp, JSON.stringify(data, null, 2) + '\n')
-  await rename(tmp, file)
+/**
+ * Write to a sibling temp file and rename: a crash leaves the old or the new file, never half of one. Writes of
+ * one file land in the order they were asked for: `grid up` records each node agent it starts, the agents start
+ * in parallel, and two overlapping writes renamed out of order lost a record (and `grid down` then left that
+ * agent running).
+ */
+function writeJsonAtomic(file: string, data: unknown): Promise<void> {
+  const text = JSON.stringify(data, null, 2) + '\n' // the data as of this call
+  const write = async (): Promise<void> => {
+    const tmp = `${file}.${process.pid}.${++tmpSeq}.tmp`
+    await writeFile(tmp, text)
+    await rename(tmp, file)
+  }
+  const done = (writing.get(file) ?? Promise.resolve()).then(write, write)
+  writing.set(file, done)
+  const forget = (): void => {
+    if (writing.get(file) === done) writing.delete(file)
+  }
+  done.then(forget, forget)
+  return done
 }
 
 export const readSpec = (dir: string): Promise<GridSpec | undefined> => readJson(gridFile(dir), gridSpecSchema)

@@ -33,6 +33,20 @@ test('grid state - a damaged grid.json is a clear error; run.json is written ato
   assert.equal(gridIdOf(dir), gridIdOf(dir + '/'))
 })
 
+test('grid state - overlapping writes of run.json land in the order they were made', async (t) => {
+  const dir = await tempHome(t)
+  // Like `grid up` starting its nodes in parallel: each start records itself in the same object and writes it.
+  const run: { nodes: Record<string, { pid: number; startTime: number; log: string }> } = { nodes: {} }
+  const writes = []
+  for (let i = 1; i <= 30; i++) {
+    run.nodes[String(i)] = { pid: 1000 + i, startTime: i, log: `/logs/${i}` }
+    writes.push(writeRun(dir, run))
+  }
+  await Promise.all(writes)
+  assert.equal(Object.keys((await readRun(dir)).nodes).length, 30, 'the last write wins, with every node in it')
+  assert.deepEqual(await readdir(dir), ['run.json'], 'no temp file left behind')
+})
+
 test('grid context - the current grid fills ZOS_LEDGER, ZOS_KEY and ZOS_HUB, never over a variable already set', async (t) => {
   const home = await tempHome(t)
   const saved = process.env.ZOS_HOME
