@@ -9,6 +9,7 @@ import * as https from 'node:https'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ZosError, errorMessage, zerr } from '../core/errors.js'
 import { tlsCaOptions } from '../core/tls.js'
+import { Http1Pool, type Http1Answer } from './http1.js'
 import { coalesce, isPackId, splitSpan, type CoalesceOptions, type Span } from './coalesce.js'
 import type { PackRange, Store, StoreStats } from './types.js'
 
@@ -84,20 +85,14 @@ class Limiter {
   }
 }
 
-/** An answer whose body has not been read yet. */
-interface Answer {
-  readonly status: number
-  readonly statusText: string
-  header(name: string): string | null
-  readonly res: http.IncomingMessage
-}
+/** An answer whose body has not been read yet (from node:http, or from Http1Pool for pack ranges). */
+type Answer = Http1Answer
 
 /**
  * Reads a response body into one buffer of at most `cap` bytes. With `stopAtCap` the rest of a longer body is
  * dropped with its connection (a 200 answer to a Range request); without it a longer body is an error.
  */
-async function readBody(a: Answer, cap: number, stopAtCap = false): Promise<Buffer> {
-  const res = a.res
+async function readBody(res: http.IncomingMessage, cap: number, stopAtCap = false): Promise<Buffer> {
   const declared = Number(res.headers['content-length'])
   // One piece (the usual case for a chunk-sized span) is handed over as is; several are gathered into one buffer.
   let buf: Buffer | undefined
@@ -136,20 +131,20 @@ async function readBody(a: Answer, cap: number, stopAtCap = false): Promise<Buff
   return buf ? buf.subarray(0, got) : Buffer.alloc(0)
 }
 
-async function discard(a: Answer): Promise<void> {
+async function discard(res: http.IncomingMessage): Promise<void> {
   // A body-less answer (HEAD, 404, 416 with no content) leaves the connection reusable; a body we do not want
   // is read away if it is small, otherwise the connection is dropped.
-  const len = Number(a.res.headers['content-length'] ?? 'NaN')
-  if (a.res.complete) return
+  const len = Number(res.headers['content-length'] ?? 'NaN')
+  if (res.complete) return
   if (Number.isSafeInteger(len) && len <= 64 * 1024) {
     try {
-      for await (const _ of a.res) void _
+      for await (const _ of res) void _
     } catch {
       // nothing to free
     }
     return
   }
-  a.res.destroy()
+  res.destroy()
 }
 
 /** Codes of a connection the server closed while it sat idle in the pool: retried at once on a new one. */
@@ -166,6 +161,10 @@ export class HttpStore implements Store {
   private readonly closing = new AbortController()
   private readonly agent: http.Agent
   private readonly transport: typeof http.request
+  /** Pack ranges over plain HTTP (the requests a cold mount waits on); everything else goes through node:http. */
+  private readonly ranges: Http1Pool | undefined
+  /** The URL path below which packs are, e.g. /hub/packs/. */
+  private readonly packsPath: string
 
   constructor(url: string | URL, options: HttpStoreOptions = {}) {
     let u: URL
@@ -194,6 +193,8 @@ export class HttpStore implements Store {
     const agentOptions: http.AgentOptions = { keepAlive: true, maxSockets: this.opts.concurrency, maxFreeSockets: this.opts.concurrency, scheduling: 'lifo' }
     this.agent = u.protocol === 'https:' ? new https.Agent({ ...agentOptions, ...tlsCaOptions() }) : new http.Agent(agentOptions)
     this.transport = u.protocol === 'https:' ? https.request : http.request
+    this.ranges = u.protocol === 'http:' ? new Http1Pool(new URL(u.origin), this.opts.concurrency) : undefined
+    this.packsPath = `${u.pathname.replace(/\/+$/, '')}/packs/`
   }
 
   /**
@@ -218,7 +219,8 @@ export class HttpStore implements Store {
               const v = res.headers[name.toLowerCase()]
               return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v
             },
-            res,
+            body: (cap, stopAtCap) => readBody(res, cap, stopAtCap),
+            discard: () => discard(res),
           })
         })
         req.on('error', (err: Error & { code?: string }) => {
@@ -325,12 +327,13 @@ export class HttpStore implements Store {
     const first = span.offset
     const last = span.offset + span.length - 1
     return this.withRetry(`GET bytes ${first}-${last} of`, target, signal, async (s) => {
-      const res = await this.request('GET', target, { ...this.headers, range: `bytes=${first}-${last}` }, s)
+      const headers = { ...this.headers, range: `bytes=${first}-${last}` }
+      const res = (await this.ranges?.get(this.packsPath + span.pack, headers, s)) ?? (await this.request('GET', target, headers, s))
       if (res.status === 206) {
         const cr = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.header('content-range') ?? '')
         if (cr && Number(cr[1]) === first && Number(cr[2]) < last && cr[3] === String(Number(cr[2]) + 1)) {
           // The server clipped the range at the end of the pack: the pack is shorter than the caller thinks.
-          await discard(res)
+          await res.discard()
           throw zerr('CHUNK_MISSING', `pack ${span.pack} at ${target} has only ${cr[3]} bytes; wanted bytes ${first}-${last}`, {
             pack: span.pack,
             offset: first,
@@ -338,18 +341,18 @@ export class HttpStore implements Store {
           })
         }
         if (!cr || Number(cr[1]) !== first || Number(cr[2]) !== last) {
-          await discard(res)
+          await res.discard()
           throw zerr('STORE_UNAVAILABLE', `${target} answered ${res.header('content-range') ?? 'without Content-Range'} when asked for bytes ${first}-${last}`, {
             url: target,
           })
         }
-        const body = await readBody(res, span.length)
+        const body = await res.body(span.length)
         if (body.length !== span.length) throw new Transient(`the answer was cut short: ${body.length} of ${span.length} bytes`)
         return body
       }
       if (res.status === 200) {
         // The server ignored Range: take the bytes we need from the start of the full body.
-        const body = await readBody(res, last + 1, true)
+        const body = await res.body(last + 1, true)
         if (body.length <= last) {
           throw zerr('CHUNK_MISSING', `pack ${span.pack} at ${target} has only ${body.length} bytes; wanted bytes ${first}-${last}`, {
             pack: span.pack,
@@ -359,7 +362,7 @@ export class HttpStore implements Store {
         }
         return Buffer.from(body.subarray(first, last + 1))
       }
-      await discard(res)
+      await res.discard()
       if (res.status === 404) {
         throw zerr('CHUNK_MISSING', `pack ${span.pack} is not in store ${this.url} (404 for ${target}, wanted offset ${first})`, {
           pack: span.pack,
@@ -390,7 +393,7 @@ export class HttpStore implements Store {
     const target = this.packUrl(pack)
     return this.withRetry('HEAD', target, undefined, async (s) => {
       const res = await this.request('HEAD', target, this.headers, s)
-      await discard(res)
+      await res.discard()
       if (res.status === 404) return undefined
       if (res.status !== 200) return this.unexpected(res, target)
       const header = res.header('content-length')
@@ -409,13 +412,13 @@ export class HttpStore implements Store {
     return this.withRetry('GET', target, undefined, async (s) => {
       const res = await this.request('GET', target, { ...this.headers, accept: 'application/json' }, s)
       if (res.status !== 200) {
-        await discard(res)
+        await res.discard()
         if (res.status === 404) throw zerr('UNSUPPORTED', `${target} does not exist: this server does not publish store statistics`, { url: target })
         return this.unexpected(res, target)
       }
       let body: unknown
       try {
-        body = JSON.parse((await readBody(res, 64 * 1024)).toString('utf8'))
+        body = JSON.parse((await res.body(64 * 1024)).toString('utf8'))
       } catch (err) {
         if (err instanceof Transient) throw err
         throw zerr('STORE_UNAVAILABLE', `${target} did not answer JSON: ${errorMessage(err)}`, { url: target })
@@ -432,6 +435,7 @@ export class HttpStore implements Store {
   async close(): Promise<void> {
     if (!this.closing.signal.aborted) this.closing.abort()
     this.agent.destroy()
+    this.ranges?.close()
   }
 }
 
