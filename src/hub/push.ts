@@ -16,7 +16,8 @@
 // Only what pushing an flist file needs is imported up front; packing a source (codecs, worker pool, archive
 // readers) and the full flist reader load when they are used, so `zos hub push FILE.fl` starts quickly.
 import { createHash } from 'node:crypto'
-import { copyFile, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { readFileSync, statSync } from 'node:fs'
+import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import Database from 'better-sqlite3'
@@ -85,7 +86,6 @@ function entryOf(c: ChunkInfo, byId: ReadonlyMap<number, ChunkInfo>, encrypted: 
 /** Pushes an flist metadata file (and whatever chunks the hub lacks) as ns/name:tag. */
 export async function pushFlist(client: HubClient, file: string, options: PushOptions): Promise<PushResult> {
   const metadata = new MetadataUpload(client, options.name, { tag: options.tag ?? DEFAULT_TAG, latest: options.latest ?? true })
-  metadata.prepare(file)
   try {
     return await push(client, file, options, metadata)
   } finally {
@@ -112,7 +112,13 @@ async function push(client: HubClient, file: string, options: PushOptions, metad
     for (const n of packCounts.values()) chunkCount += n
     progress({ phase: 'query', done: 0, total: chunkCount })
     const packs = [...packCounts.keys()]
-    const answer = await client.missing({ packs })
+    const asked = client.missing({ packs })
+    // Read while the first query is out (its request is written already): the metadata then goes the moment the
+    // answer names the namespace, ahead of the second query and the packs. Read synchronously, since an
+    // asynchronous read that ends after the second answer sent it among the packs, which delayed its arrival on
+    // the hub (and so its checks) until the pack bytes were all in.
+    metadata.prepare(file)
+    const answer = await asked
     ns ??= answer.ns
     // The metadata goes now, unchanged, before the second query and the packs: the hub checks it while they
     // are sent. It stands when every chunk the hub lacks is in a pack sent whole (a second version packed into
@@ -307,7 +313,7 @@ function retryable(err: unknown): boolean {
 class MetadataUpload {
   answer: Promise<PushAnswer> | undefined
   /** The bytes of the file, read ahead (when it is small). */
-  private data: { file: string; bytes: Promise<Buffer | undefined> } | undefined
+  private data: { file: string; bytes: Buffer | undefined } | undefined
   /** The current upload was refused for want of packs (or cut short): send again later. */
   private failed = false
   private cancel = new AbortController()
@@ -319,11 +325,12 @@ class MetadataUpload {
   ) {}
 
   prepare(file: string): void {
-    const bytes = stat(file).then(
-      (st) => (st.size <= MAX_READ_WHOLE ? readFile(file) : undefined),
-      () => undefined, // the upload reports it
-    )
-    bytes.catch(() => {})
+    let bytes: Buffer | undefined
+    try {
+      if (statSync(file).size <= MAX_READ_WHOLE) bytes = readFileSync(file)
+    } catch {
+      // the upload reports it
+    }
     this.data = { file, bytes }
   }
 
@@ -335,7 +342,7 @@ class MetadataUpload {
     const signal = this.cancel.signal
     // Half the client's request timeout (the hub answers once the packs are stored), at most a minute.
     const waitS = Math.max(1, Math.min(60, Math.floor(this.client.timeoutMs / 2000)))
-    const data = this.data?.file === file ? await this.data.bytes.catch(() => undefined) : undefined
+    const data = this.data?.file === file ? this.data.bytes : undefined
     const answer = this.client.uploadFlist(ns, this.name, data ?? file, { ...this.options, waitS, signal })
     answer.catch((err: unknown) => {
       if (this.answer === answer) this.failed = retryable(err)
