@@ -119,6 +119,11 @@ export class Hub {
   private readonly arriving = new Map<string, number>()
   /** Flist uploads waiting for packs, by pack id: told when an upload of that pack ends (stored or refused). */
   private readonly packWaiters = new Map<string, Set<(pack: string) => void>>()
+  /**
+   * Metadata files moved into place by uploads neither committed nor refused yet, by digest (placeFlist): kept
+   * while any of them may still commit, even when no version names the digest.
+   */
+  private readonly placing = new Map<string, number>()
   /** Directories of metadata files, open for the fsync after each rename into them. */
   private readonly flistDirs = new DirHandles()
   /** Checks pack uploads and metadata files off this thread. */
@@ -454,6 +459,7 @@ export class Hub {
    */
   async commitFlist(who: Committer, req: CommitRequest, options: CommitOptions = {}): Promise<PushAnswer> {
     let reader: FlistReader | undefined
+    let placement: Promise<string> | undefined
     try {
       const ns = who.converted ? normalizeNs(req.ns) : this.checkWrite(who.identity, req.ns)
       const name = checkName(req.name)
@@ -466,22 +472,18 @@ export class Hub {
       const { summary } = check
       const signers = this.checkSigners(check.signers, ns, who)
       const placed = this.placeChunks(check)
+      // The file passed its checks: it goes into place now, while the packs it names arrive, so that only the
+      // commit follows the last of them (it is removed again if the upload is refused).
+      placement = this.placeFlist(req)
+      placement.catch(() => {}) // awaited below
       await this.awaitPacks(placed, options)
-      if (placed.toVerify.length > 0) reader = FlistReader.open(req.path, { deferVerify: true }) // checked above
+      if (placed.toVerify.length > 0) reader = FlistReader.open(await placement, { deferVerify: true }) // checked above
       const { packs, verifiedNow, storedBytes } = await this.verifyChunks(reader, placed)
       reader?.close()
       reader = undefined
       const existing = this.db.versionByDigest(ns, name, req.digest)
       if (!existing) this.checkQuota(ns, req.size, `flist ${name}:${tag}`)
-      const final = this.flistPath(req.digest)
-      await req.durable
-      if (existsSync(final)) await rm(req.path, { force: true })
-      else {
-        const dir = join(final, '..')
-        await this.flistDirs.get(dir) // created (and opened) once
-        await rename(req.path, final)
-        await this.flistDirs.sync(dir)
-      }
+      await placement
       let previous: string | undefined
       const version = this.db.transaction(() => {
         const v = this.db.addVersion({
@@ -495,12 +497,47 @@ export class Hub {
       })
       const answer: PushAnswer = { ns, name, tag, latest: req.latest || tag === DEFAULT_TAG, version: this.versionInfo(version), verifiedNow }
       if (previous !== undefined) answer.previous = previous
+      this.unplaceFlist(req.digest) // committed: the version keeps the file
       return answer
     } catch (err) {
       reader?.close()
-      await rm(req.path, { force: true })
+      await placement?.catch(() => {})
+      await rm(req.path, { force: true }) // not placed, or placement failed
+      if (placement) await this.dropPlaced(req.digest)
       throw err
     }
+  }
+
+  /**
+   * Moves an upload's metadata file into place (DATA/flists), once its fsync is done: renamed, then its directory
+   * fsynced; when a file with that digest is there already, the upload's copy is removed instead. Returns the
+   * path. Counted in `placing` until the upload commits (unplaceFlist) or is refused (dropPlaced).
+   */
+  private async placeFlist(req: CommitRequest): Promise<string> {
+    this.placing.set(req.digest, (this.placing.get(req.digest) ?? 0) + 1)
+    await req.durable
+    const final = this.flistPath(req.digest)
+    if (existsSync(final)) await rm(req.path, { force: true })
+    else {
+      const dir = join(final, '..')
+      await this.flistDirs.get(dir) // created (and opened) once
+      await rename(req.path, final)
+      await this.flistDirs.sync(dir)
+    }
+    return final
+  }
+
+  /** An upload that placed its file is done with it. */
+  private unplaceFlist(digest: string): void {
+    const n = (this.placing.get(digest) ?? 1) - 1
+    if (n > 0) this.placing.set(digest, n)
+    else this.placing.delete(digest)
+  }
+
+  /** An upload that placed its file was refused: the file goes unless a version or another upload still uses it. */
+  private async dropPlaced(digest: string): Promise<void> {
+    this.unplaceFlist(digest)
+    if (!this.placing.has(digest) && !this.db.digestInUse(digest)) await rm(this.flistPath(digest), { force: true })
   }
 
   /** Signers of an upload: all valid, and one of them the namespace's twin, a signer it listed, or (conversions) the hub. */
@@ -716,7 +753,8 @@ export class Hub {
   }
 
   private async dropFiles(digests: readonly string[]): Promise<void> {
-    for (const d of digests) if (!this.db.digestInUse(d)) await rm(this.flistPath(d), { force: true })
+    // Not a file an upload has placed and may still commit (placeFlist).
+    for (const d of digests) if (!this.db.digestInUse(d) && !this.placing.has(d)) await rm(this.flistPath(d), { force: true })
   }
 
   list(options: { ns?: string; q?: string; limit: number; offset: number }): { items: NameSummary[]; total: number } {

@@ -312,6 +312,10 @@ test('api - an flist sent before its packs with wait=N is committed once the las
   const accepted = client.uploadFlist(ns, 'web', v1.file, { tag: 'v1', waitS: 30 }).finally(() => (settled = true))
   await new Promise((r) => setTimeout(r, 300))
   assert.equal(settled, false, 'the flist waits for packs that have not begun to arrive')
+  // Checked, it was moved into place while it waits (only the commit follows the last pack); no version yet.
+  const waiting = await census(hub)
+  assert.equal(waiting.flists.length, 1)
+  assert.deepEqual([waiting.tmp, waiting.versions], [[], 0])
   for (const p of packs) {
     assert.equal(settled, false)
     await client.putPack(p.id, p.entries, p.data)
@@ -334,8 +338,9 @@ test('api - an uploader that goes away while its flist waits for packs stops the
   const t0 = performance.now()
   gone.abort(new Error('changed my mind'))
   await assert.rejects(upload)
-  // The hub notices at once: its temp file goes long before the 60 s wait would end.
-  for (let i = 0; i < 100 && (await census(hub)).tmp.length > 0; i++) await new Promise((r) => setTimeout(r, 20))
+  // The hub notices at once: its file (moved into place while it waited) goes long before the 60 s wait would end.
+  const left = async (): Promise<number> => ((c) => c.tmp.length + c.flists.length)(await census(hub))
+  for (let i = 0; i < 100 && (await left()) > 0; i++) await new Promise((r) => setTimeout(r, 20))
   assert.deepEqual(await census(hub), clean)
   assert.ok(performance.now() - t0 < 5000)
   // The packs arriving afterwards find nobody waiting, and a new upload of the metadata is accepted.
