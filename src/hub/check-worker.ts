@@ -11,7 +11,8 @@ import { ZosError } from '../core/errors.js'
 import Database from 'better-sqlite3'
 import { storeId } from '../flist/chunks.js'
 import { FlistReader } from '../flist/reader.js'
-import { checkPackHash, PackVerifier, type CheckNotice, type CheckRequest, type FlistCheck, type FlistChunk, type PackCheck } from './packs.js'
+import { S_IFMT, S_IFREG } from '../flist/schema.js'
+import { checkPackHash, PackVerifier, type CheckNotice, type CheckRequest, type FlistCheck, type FlistChunk, type FlistTotals, type PackCheck } from './packs.js'
 import type { PackEntry } from './wire.js'
 
 const READ_SIZE = 1024 * 1024
@@ -75,11 +76,15 @@ function hubDb(path: string): Database.Database {
 }
 
 /**
- * The chunk rows of the flist at `path` (opened and checked already) that the hub has to look at: with `hubDb`,
+ * The chunk rows of the flist at `path` (opened and checked already) that the hub has to look at, and its totals: with `hubDb`,
  * only those not at exactly that place, verified, in a pack the hub holds (the comparison runs in SQLite, so the
  * rows of a large image that the hub has already cost no JavaScript objects and no copying to the main thread).
  */
-function chunksToPlace(path: string, key: Buffer | undefined, hubPath: string | undefined): { packs: string[]; chunks: FlistChunk[] } {
+function chunksToPlace(
+  path: string,
+  key: Buffer | undefined,
+  hubPath: string | undefined,
+): { packs: string[]; chunks: FlistChunk[]; sums: Pick<FlistTotals, 'files' | 'bytes' | 'chunks' | 'storedBytes'> } {
   const db = hubPath !== undefined ? hubDb(hubPath) : new Database(path, { readonly: true, fileMustExist: true })
   const fl = hubPath !== undefined ? 'fl.' : ''
   if (hubPath !== undefined) db.prepare('ATTACH DATABASE ? AS fl').run(path)
@@ -101,8 +106,15 @@ function chunksToPlace(path: string, key: Buffer | undefined, hubPath: string | 
       if (baseSid !== null) c.baseSid = baseSid
       return c
     })
-    const packs = db.prepare(`SELECT DISTINCT pack FROM ${fl}chunk`).pluck().all() as string[]
-    return { packs, chunks }
+    // What the hub records of the flist (FlistReader.summary makes a dozen queries, for more than that).
+    const perPack = db.prepare(`SELECT pack, count(*), sum(length) FROM ${fl}chunk GROUP BY pack`).raw(true).all() as [string, number, number][]
+    const [files, bytes] = db.prepare(`SELECT count(*), COALESCE(sum(size), 0) FROM ${fl}inode WHERE (mode & ${S_IFMT}) = ${S_IFREG}`).raw(true).get() as [number, number]
+    const sums = { files, bytes, chunks: 0, storedBytes: 0 }
+    for (const [, n, stored] of perPack) {
+      sums.chunks += n
+      sums.storedBytes += stored
+    }
+    return { packs: perPack.map(([pack]) => pack), chunks, sums }
   } finally {
     if (hubPath !== undefined) db.prepare('DETACH DATABASE fl').run()
     else db.close()
@@ -113,9 +125,9 @@ function flist(path: string, hubPath: string | undefined): FlistCheck {
   const reader = FlistReader.open(path)
   try {
     const signers = reader.signers.map((s) => ({ address: s.address, valid: s.valid }))
-    const summary = reader.summary()
-    const placed = chunksToPlace(path, reader.encryptionKey, hubPath)
-    return { signers, summary, ...placed }
+    const { packs, chunks, sums } = chunksToPlace(path, reader.encryptionKey, hubPath)
+    const summary: FlistTotals = { root: reader.root.toString('hex'), ...sums, encrypted: reader.encryptionKey !== undefined }
+    return { signers, summary, packs, chunks }
   } finally {
     reader.close()
   }

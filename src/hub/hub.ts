@@ -488,7 +488,7 @@ export class Hub {
       const version = this.db.transaction(() => {
         const v = this.db.addVersion({
           ns, name, digest: req.digest, root: summary.root, fileSize: req.size, bytes: summary.bytes, files: summary.files,
-          chunks: summary.chunks, storedBytes, signers, encrypted: summary.encryption !== 'none', converted: who.converted,
+          chunks: summary.chunks, storedBytes, signers, encrypted: summary.encrypted, converted: who.converted,
           uploader: who.identity.address, created: Date.now(), packs,
         })
         previous = this.db.setTag(ns, name, tag, v, who.identity.address)

@@ -12,7 +12,6 @@ import { siblingModule, workerFor } from '../core/worker-pool.js'
 import { ChunkDecodeError, CODEC_ZSTD_DELTA, decodeChunk } from '../flist/codec.js'
 import type { Worker } from 'node:worker_threads'
 import type { ChunkInfo } from '../flist/chunks.js'
-import type { FlistSummary } from '../flist/reader.js'
 import type { ChunkLoc } from './db.js'
 import type { PackEntry } from './wire.js'
 
@@ -188,10 +187,22 @@ export type FlistChunk = Omit<ChunkInfo, 'hash'> & {
   baseSid?: string
 }
 
+/** What the hub records of an uploaded flist (VersionInfo): a few sums, not FlistReader's whole summary. */
+export interface FlistTotals {
+  root: string
+  files: number
+  /** Bytes of regular file content. */
+  bytes: number
+  chunks: number
+  /** Encoded bytes of the chunks it references. */
+  storedBytes: number
+  encrypted: boolean
+}
+
 /** What the check worker found in an uploaded metadata file that passed FlistReader.open's checks. */
 export interface FlistCheck {
   signers: { address: string; valid: boolean }[]
-  summary: FlistSummary
+  summary: FlistTotals
   /** Every pack the flist names. */
   packs: string[]
   /**

@@ -78,6 +78,11 @@ test('checks - metadata files: signers and summary of a good one; an altered one
   assert.deepEqual(ok.signers, [{ address: key.address, valid: true }])
   assert.equal(ok.summary.root, packed.root)
   assert.equal(ok.summary.files, 4)
+  // The hub's few totals are FlistReader.summary's.
+  const reader = FlistReader.open(packed.file)
+  const full = reader.summary()
+  reader.close()
+  assert.deepEqual(ok.summary, { root: full.root, files: full.files, bytes: full.bytes, chunks: full.chunks, storedBytes: full.storedBytes, encrypted: false })
 
   const altered = join(dir, 'altered.fl')
   await copyFile(packed.file, altered)
