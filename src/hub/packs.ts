@@ -289,17 +289,19 @@ class CheckThread {
         else call?.reject(err)
       } else this.jobs.get(n.job)?.(err)
     })
-    const fail = (err: Error): void => {
-      this.failed = true
-      for (const c of this.calls.values()) c.reject(err)
-      for (const f of this.jobs.values()) f(err)
-      this.calls.clear()
-      this.jobs.clear()
-    }
-    this.worker.on('error', fail)
+    this.worker.on('error', (err) => this.fail(err))
     this.worker.on('exit', (code) => {
-      if (!this.closed) fail(new Error(`the check worker exited with code ${code}`))
+      if (!this.closed) this.fail(new Error(`the check worker exited with code ${code}`))
     })
+  }
+
+  /** Fails every check in flight (answers awaited and uploads being checked): the worker is gone. */
+  private fail(err: Error): void {
+    this.failed = true
+    for (const c of this.calls.values()) c.reject(err)
+    for (const f of this.jobs.values()) f(err)
+    this.calls.clear()
+    this.jobs.clear()
   }
 
   /** Sends a message about pack upload `job`; `onFailure` hears of its first failure. */
@@ -332,6 +334,8 @@ class CheckThread {
     if (this.closed) return
     this.closed = true
     await this.worker.terminate()
+    // A check still awaited would otherwise never settle (and hold up whoever waits for it, e.g. a closing hub).
+    this.fail(new Error('the hub is closing: the check was stopped'))
   }
 }
 

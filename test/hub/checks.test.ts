@@ -67,6 +67,22 @@ test('checks - a pack is checked as it is written; a bad chunk is reported befor
   assert.equal((await again.end(good.data.length)).verified, 4)
 })
 
+test('checks - closing stops the checks in flight: they fail instead of never settling', async (t) => {
+  const dir = await tempDir(t)
+  const checks = new PackChecks()
+  const pack = rawPack(4, 100_000)
+  const file = join(dir, 'half.tmp')
+  await writeFile(file, pack.data.subarray(0, 200_000))
+  const job = checks.start(pack.id, pack.entries, file)
+  job.written(200_000)
+  // The end of a pack whose bytes never all arrive: the worker waits for them.
+  const ending = assert.rejects(job.end(pack.data.length), /closing/)
+  const metadata = assert.rejects(checks.flist(join(dir, 'not-there.fl')))
+  await checks.close()
+  await ending
+  await metadata
+})
+
 test('checks - metadata files: signers and summary of a good one; an altered one fails as FlistReader.open does', async (t) => {
   const dir = await tempDir(t)
   const key = newKey()
