@@ -7,7 +7,7 @@
 // a pipe (fd 5; protocol in flist/ready.ts). The checks were the largest step of the serving process's start,
 // and this process only waits meanwhile.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, fstatSync, openSync } from 'node:fs'
+import { closeSync, fstatSync, openSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Writable } from 'node:stream'
@@ -77,15 +77,17 @@ let early: MountDaemon | undefined
  * Starts the serving process now, for a takeMountDaemon to come, and (given `check`) checks the flist for it.
  * Should the command turn out not to be a daemon mount after all (commander refuses the arguments, --help, a
  * guess gone wrong), the process is stopped when this one exits, so that nothing mounts that the user did not
- * ask for.
+ * ask for, and its log (which only repeats this command's own error) is removed.
  */
 export async function prestartMountDaemon(check?: { flist: string }): Promise<void> {
   if (early) return
   const started = startMountDaemon(check)
   early = started
-  const { child } = started
+  const { child, logFile } = started
   process.once('exit', () => {
-    if (early?.child === child && child.exitCode === null) child.kill('SIGTERM')
+    if (early?.child !== child) return
+    if (child.exitCode === null) child.kill('SIGTERM')
+    rmSync(logFile, { force: true })
   })
   if (started.checking) await checkForDaemon(started.checking)
 }

@@ -78,6 +78,7 @@ test('prestart - daemon mounts that fail (a bad option, a missing flist) say why
     })
     assert.equal(r.status, 2, r.stderr)
     assert.match(r.stderr, /unknown option/)
+    assert.equal(existsSync(join(tmpdir(), `zos-mount-${r.pid}.log`)), false, 'the stopped serving process left its log')
     const home = join(dir, 'home')
     const missing = spawnSync(process.execPath, [...(fromSource ? ['--import', 'tsx'] : []), main, 'flist', 'mount', join(dir, 'a.fl'), mountpoint, '--store', `dir://${dir}`, '--daemon'], {
       encoding: 'utf8',
@@ -86,6 +87,7 @@ test('prestart - daemon mounts that fail (a bad option, a missing flist) say why
     })
     assert.equal(missing.status, 4, `the serving process's NOT_FOUND, not a timeout: ${missing.stderr}`)
     assert.match(missing.stderr, /does not exist/)
+    assert.equal(existsSync(join(tmpdir(), `zos-mount-${missing.pid}.log`)), false, 'the failed serving process left its log')
     assert.equal(existsSync(home), false, 'a failed mount made the default cache directory')
     // The serving process was started before commander ran; it must be gone (it would mount what nobody asked for).
     const deadline = Date.now() + 5000

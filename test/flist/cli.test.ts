@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { mkdir, writeFile, readFile, stat, chmod } from 'node:fs/promises'
+import { mkdir, writeFile, readFile, stat, chmod, rm } from 'node:fs/promises'
 import { tempDir, isRoot } from '../helpers/tmp.js'
 
 const fromSource = import.meta.url.endsWith('.ts')
@@ -125,6 +125,7 @@ test('cli flist - mount --daemon returns once the flist is verified and served; 
   const up = await zos(['flist', 'mount', fl, mnt, '--store', `dir://${store}`, '--cache', join(dir, 'cache'), '--daemon', '--json'])
   assert.equal(up.code, 0, up.stderr)
   t.after(() => zos(['flist', 'umount', mnt]))
+  t.after(() => rm((JSON.parse(up.stdout) as { log: string }).log, { force: true })) // the serving process's log
   // Served at once when --daemon returns (no waiting for the mount to appear).
   assert.equal(await readFile(join(mnt, 'etc/version'), 'utf8'), 'v1\n')
   const down = await zos(['flist', 'umount', mnt])
