@@ -1,8 +1,9 @@
 // HttpStore: a read-only store behind HTTP(S), e.g. `zos store serve` or the hub. Packs are read with one
 // `Range: bytes=a-b` GET per coalesced span of `{base}/packs/<id>`, at most `concurrency` requests at a time, with a
-// per-request timeout and retries with backoff on network errors, timeouts and 5xx/429 answers. Requests go through
-// node:http(s) with a keep-alive agent per store (`fetch`/undici cost more per request than a cold mount's read:
-// docs/flist-mount.md, "where a cold start's time goes").
+// per-request timeout and retries with backoff on network errors, timeouts and 5xx/429 answers. Pack ranges over
+// plain HTTP go through a small client of our own (http1.ts); the rest, and whatever answer that client does not
+// frame itself, through node:http(s) with a keep-alive agent per store (`fetch`/undici cost more per request than a
+// cold mount's read: docs/flist-mount.md, "where a cold start's time goes").
 import { defaultMaxListeners, getMaxListeners, setMaxListeners } from 'node:events'
 import * as http from 'node:http'
 import * as https from 'node:https'
