@@ -333,7 +333,12 @@ class CheckThread {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    await this.worker.terminate()
+    // The wait for the thread to stop holds a timer: without one, the event loop could run dry while termination
+    // is awaited (the worker is unreferenced; seen as a hub close that never returned, about once in 20 test runs),
+    // and the awaiting code would never resume. Two seconds at most: a thread stuck in native code is left behind.
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([this.worker.terminate(), new Promise<void>((resolve) => (timer = setTimeout(resolve, 2000)))])
+    clearTimeout(timer)
     // A check still awaited would otherwise never settle (and hold up whoever waits for it, e.g. a closing hub).
     this.fail(new Error('the hub is closing: the check was stopped'))
   }
