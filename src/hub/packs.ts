@@ -8,7 +8,7 @@
 // chunks are decoded as soon as their last byte arrives, deltas once the pack is complete (their base may come
 // later in the pack).
 import { ERROR_CODES, zerr, ZosError, type ErrorCode } from '../core/errors.js'
-import { siblingModule, workerFor } from '../core/worker-pool.js'
+import { siblingModule, stopWorker, workerFor } from '../core/worker-pool.js'
 import { ChunkDecodeError, CODEC_ZSTD_DELTA, decodeChunk } from '../flist/codec.js'
 import type { Worker } from 'node:worker_threads'
 import type { ChunkInfo } from '../flist/chunks.js'
@@ -333,12 +333,7 @@ class CheckThread {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    // The wait for the thread to stop holds a timer: without one, the event loop could run dry while termination
-    // is awaited (the worker is unreferenced; seen as a hub close that never returned, about once in 20 test runs),
-    // and the awaiting code would never resume. Two seconds at most: a thread stuck in native code is left behind.
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([this.worker.terminate(), new Promise<void>((resolve) => (timer = setTimeout(resolve, 2000)))])
-    clearTimeout(timer)
+    await stopWorker(this.worker)
     // A check still awaited would otherwise never settle (and hold up whoever waits for it, e.g. a closing hub).
     this.fail(new Error('the hub is closing: the check was stopped'))
   }
