@@ -10,7 +10,7 @@ import * as https from 'node:https'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ZosError, errorMessage, zerr } from '../core/errors.js'
 import { tlsCaOptions } from '../core/tls.js'
-import { Http1Pool, type Http1Answer } from './http1.js'
+import { Http1Pool, MAX_DISCARD, STALE_CODES, type Http1Answer } from './http1.js'
 import { coalesce, isPackId, splitSpan, type CoalesceOptions, type Span } from './coalesce.js'
 import type { PackRange, Store, StoreStats } from './types.js'
 
@@ -137,7 +137,7 @@ async function discard(res: http.IncomingMessage): Promise<void> {
   // is read away if it is small, otherwise the connection is dropped.
   const len = Number(res.headers['content-length'] ?? 'NaN')
   if (res.complete) return
-  if (Number.isSafeInteger(len) && len <= 64 * 1024) {
+  if (Number.isSafeInteger(len) && len <= MAX_DISCARD) {
     try {
       for await (const _ of res) void _
     } catch {
@@ -147,9 +147,6 @@ async function discard(res: http.IncomingMessage): Promise<void> {
   }
   res.destroy()
 }
-
-/** Codes of a connection the server closed while it sat idle in the pool: retried at once on a new one. */
-const STALE = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED'])
 
 export class HttpStore implements Store {
   /** The base URL without credentials, query or fragment. */
@@ -225,7 +222,7 @@ export class HttpStore implements Store {
           })
         })
         req.on('error', (err: Error & { code?: string }) => {
-          if (req.reusedSocket && err.code !== undefined && STALE.has(err.code) && !signal.aborted) reject(new StaleSocket(err))
+          if (req.reusedSocket && err.code !== undefined && STALE_CODES.has(err.code) && !signal.aborted) reject(new StaleSocket(err))
           else reject(err)
         })
         req.end()

@@ -9,10 +9,10 @@ import { connect, type Socket } from 'node:net'
 
 /** Largest answer head read before giving up on this client (node:http's default limit is 16 KiB). */
 const MAX_HEAD = 64 * 1024
-/** Largest unwanted body read away to keep its connection (bigger ones drop the connection). */
-const MAX_DISCARD = 64 * 1024
+/** Largest unwanted body read away to keep its connection (bigger ones drop the connection); node:http's too. */
+export const MAX_DISCARD = 64 * 1024
 /** Codes of a connection the server closed while it sat idle: the request is sent again on a new one. */
-const STALE_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED'])
+export const STALE_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED'])
 const HEAD_END = Buffer.from('\r\n\r\n')
 const STATUS_LINE = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
