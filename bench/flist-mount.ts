@@ -17,6 +17,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { join, resolve } from 'node:path'
+import { FORMAT_VERSION } from '../src/flist/schema.js'
 
 const args = process.argv.slice(2)
 const flag = (name: string): boolean => args.includes(name)
@@ -235,7 +236,8 @@ async function prepareImage(): Promise<Image> {
   const store = join(work, 'store')
   const tarZst = join(work, 'tree.tar.zst')
   const debian = existsSync(join(debianCorpus, 'etc', 'debian_version'))
-  const stamp = JSON.stringify({ version: IMAGE_VERSION, debian, node: process.version })
+  // The flist format is in the stamp: an image packed by an older zos would measure the older format's checks.
+  const stamp = JSON.stringify({ version: IMAGE_VERSION, format: FORMAT_VERSION, debian, node: process.version })
   const programs: Program[] = debian
     ? [
         { name: 'bash: echo + cat', argv: ['/bin/bash', '-c', 'echo "ready on Debian $(cat /etc/debian_version)"'] },

@@ -38,6 +38,8 @@ export interface PackOptions {
   pool?: WorkerPool<WorkerRequest, WorkerResponse>
   /** Target pack size in bytes (default 4 MiB). */
   packSize?: number
+  /** The format version to write (default the newest; FlistWriter's `version`). */
+  formatVersion?: number
   onProgress?: (bytesRead: number, path: string) => void
 }
 
@@ -105,7 +107,7 @@ export async function pack(options: PackOptions): Promise<PackResult> {
   if (key && key.length !== 32) throw zerr('INVALID_ARGUMENT', 'the encryption key must be 32 bytes')
   const useDelta = options.delta ?? true
   const store = options.store
-  const writer = new FlistWriter(options.output, { chunker, encryptionKey: key })
+  const writer = new FlistWriter(options.output, { chunker, encryptionKey: key, ...(options.formatVersion !== undefined ? { version: options.formatVersion } : {}) })
   const pool = options.pool ?? createPackPool(options.workers)
   const pipeline = new ChunkPipeline({
     pool, store, writer, chunker, level, key, delta: useDelta, packSize: options.packSize ?? DEFAULT_PACK_SIZE,

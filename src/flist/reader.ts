@@ -52,6 +52,9 @@ export interface TrustedKey {
   matches(publicKey: Uint8Array): boolean
 }
 
+/** How much of the metadata file the checks map (more than any flist's metadata is likely to be). */
+const VERIFY_MMAP_BYTES = 1 << 30
+
 export interface OpenOptions {
   /** Require a valid signature by one of these keys. */
   trust?: readonly TrustedKey[]
@@ -211,6 +214,19 @@ export class FlistReader {
   }
 
   private verifyNow(): void {
+    // The checks read every page: mapped, a page is read by a fault where it took a pread each, and the extents'
+    // join jumps between pages (quick_check 19 → 6 ms for a 3 MB file). Only while checking: a file truncated
+    // while mapped is SIGBUS for the process, and a serving process holds its flist for days.
+    this.db.pragma(`mmap_size = ${VERIFY_MMAP_BYTES}`)
+    try {
+      this.check()
+    } finally {
+      this.db.pragma('mmap_size = 0')
+    }
+    this.pendingTrust = undefined
+  }
+
+  private check(): void {
     const db = this.db
     const path = this.path
     const options = { trust: this.pendingTrust }
@@ -242,7 +258,6 @@ export class FlistReader {
     }
 
     this.checkConsistency()
-    this.pendingTrust = undefined
   }
 
   static open(path: string, options: OpenOptions = {}): FlistReader {

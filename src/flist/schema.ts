@@ -3,10 +3,12 @@
 // root hash covers is listed, in hashing order, in ROOT_TABLES.
 
 export const FORMAT_NAME = 'zos-flist'
-/** The newest version this code reads. Writers write version 1 unless the prefetch list has byte ranges. */
-export const FORMAT_VERSION = 2
+/** The newest version this code reads, and the one writers write. */
+export const FORMAT_VERSION = 3
 /** Version 2 = version 1 with a prefetch list of byte ranges (PREFETCH_RANGES_SQL) instead of whole files. */
 export const PREFETCH_RANGES_VERSION = 2
+/** Version 3 = version 2 with the root over rows as SQLite renders them (root.ts): about half the cost to verify. */
+export const ROOT_TEXT_VERSION = 3
 /** SQLite application_id: ASCII "zosF". Lets `file`-style sniffers and our reader tell an flist from other databases. */
 export const APPLICATION_ID = 0x7a6f7346
 
@@ -58,23 +60,32 @@ CREATE TABLE prefetch (seq INTEGER PRIMARY KEY, ino INTEGER NOT NULL, offset INT
  * root a pure content identity: the same tree packed twice, or into another store, has the same root and
  * keeps its signature.
  */
-export const ROOT_QUERIES: ReadonlyArray<{ name: string; sql: string }> = [
-  { name: 'meta', sql: 'SELECT key, value FROM meta ORDER BY key' },
-  { name: 'inode', sql: 'SELECT ino, mode, uid, gid, size, rdev, nlink, mtime, atime, ctime, target FROM inode ORDER BY ino' },
-  { name: 'dirent', sql: 'SELECT parent, name, ino FROM dirent ORDER BY parent, name' },
-  { name: 'xattr', sql: 'SELECT ino, name, value FROM xattr ORDER BY ino, name' },
-  { name: 'extent', sql: 'SELECT e.ino, e.offset, c.hash, c.size FROM extent e LEFT JOIN chunk c ON c.id = e.chunk ORDER BY e.ino, e.offset' },
-  { name: 'tag', sql: 'SELECT key, value FROM tag ORDER BY key' },
-  { name: 'prefetch', sql: 'SELECT seq, ino FROM prefetch ORDER BY seq' },
+export interface RootTable {
+  name: string
+  /** The columns hashed, in order (expressions over `from`). */
+  columns: readonly string[]
+  from: string
+  order: string
+}
+
+export const ROOT_TABLES: readonly RootTable[] = [
+  { name: 'meta', columns: ['key', 'value'], from: 'meta', order: 'key' },
+  { name: 'inode', columns: ['ino', 'mode', 'uid', 'gid', 'size', 'rdev', 'nlink', 'mtime', 'atime', 'ctime', 'target'], from: 'inode', order: 'ino' },
+  { name: 'dirent', columns: ['parent', 'name', 'ino'], from: 'dirent', order: 'parent, name' },
+  { name: 'xattr', columns: ['ino', 'name', 'value'], from: 'xattr', order: 'ino, name' },
+  { name: 'extent', columns: ['e.ino', 'e.offset', 'c.hash', 'c.size'], from: 'extent e LEFT JOIN chunk c ON c.id = e.chunk', order: 'e.ino, e.offset' },
+  { name: 'tag', columns: ['key', 'value'], from: 'tag', order: 'key' },
+  { name: 'prefetch', columns: ['seq', 'ino'], from: 'prefetch', order: 'seq' },
 ]
 
-/** What the root hash covers in a flist of `version`: version 2 hashes the prefetch ranges too. */
-export function rootQueries(version: number): ReadonlyArray<{ name: string; sql: string }> {
-  if (version < PREFETCH_RANGES_VERSION) return ROOT_QUERIES
-  return ROOT_QUERIES.map((q) => (q.name === 'prefetch' ? { name: q.name, sql: 'SELECT seq, ino, offset, length FROM prefetch ORDER BY seq' } : q))
+/** What the root hash covers in a flist of `version`: from version 2 on, the prefetch ranges too. */
+export function rootTables(version: number): readonly RootTable[] {
+  if (version < PREFETCH_RANGES_VERSION) return ROOT_TABLES
+  return ROOT_TABLES.map((t) => (t.name === 'prefetch' ? { ...t, columns: ['seq', 'ino', 'offset', 'length'] } : t))
 }
 
 export const ROOT_DOMAIN = 'zos-flist-root-v1'
+export const ROOT_TEXT_DOMAIN = 'zos-flist-root-v3'
 export const SIGNATURE_DOMAIN = 'zos-flist-signature-v1'
 export const ROOT_INO = 1
 

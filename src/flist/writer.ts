@@ -7,7 +7,7 @@ import { zerr } from '../core/errors.js'
 import type { KeyPair } from '../core/keys.js'
 import type { ChunkerParams } from './chunker.js'
 import { RootHasher } from './root.js'
-import { APPLICATION_ID, FORMAT_NAME, PREFETCH_RANGES_SQL, PREFETCH_RANGES_VERSION, ROOT_INO, SCHEMA_SQL, SIGNATURE_DOMAIN, S_IFDIR, S_IFMT, S_IFREG } from './schema.js'
+import { APPLICATION_ID, FORMAT_NAME, FORMAT_VERSION, PREFETCH_RANGES_SQL, PREFETCH_RANGES_VERSION, ROOT_INO, SCHEMA_SQL, SIGNATURE_DOMAIN, S_IFDIR, S_IFMT, S_IFREG } from './schema.js'
 
 export interface InodeAttrs {
   mode: number // with type bits
@@ -38,12 +38,14 @@ export interface PrefetchRow {
   range?: { offset: number; length: number }
 }
 
-/** Format version 1, which every zos reads; 2 only for a prefetch list of byte ranges. */
-const BASE_VERSION = 1
-
 export interface WriterOptions {
   chunker: ChunkerParams
   encryptionKey?: Buffer
+  /**
+   * The format version to write: FORMAT_VERSION by default. 1 is read by every zos (it becomes 2 should the
+   * prefetch list have byte ranges); tests use it to check that older files still verify.
+   */
+  version?: number
 }
 
 export class FlistWriter {
@@ -53,7 +55,7 @@ export class FlistWriter {
   private nextIno = ROOT_INO + 1
   private nextChunk = 1
   private done = false
-  private version = BASE_VERSION
+  private version: number
   /** Set by sealTree: the root hash over the tree's tables, which may no longer change. */
   private tree: RootHasher | undefined
   private readonly insInode: Database.Statement
@@ -71,11 +73,14 @@ export class FlistWriter {
     // A temporary file: durability comes from the fsync + rename in finish(), not from a journal.
     this.db.pragma('journal_mode = OFF')
     this.db.pragma('synchronous = OFF')
+    this.version = options.version ?? FORMAT_VERSION
+    if (!Number.isInteger(this.version) || this.version < 1 || this.version > FORMAT_VERSION) throw zerr('INTERNAL', `flist writer: no format version ${this.version}`)
     this.db.exec(SCHEMA_SQL)
+    if (this.version >= PREFETCH_RANGES_VERSION) this.db.exec(PREFETCH_RANGES_SQL)
     this.db.exec('BEGIN')
     const meta = this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)')
     meta.run('format', FORMAT_NAME)
-    meta.run('version', String(BASE_VERSION))
+    meta.run('version', String(this.version))
     meta.run('chunker', JSON.stringify(options.chunker))
     meta.run('encryption', options.encryptionKey ? 'aes-256-gcm' : 'none')
     if (options.encryptionKey) meta.run('encryption-key', options.encryptionKey.toString('hex'))
@@ -144,9 +149,9 @@ export class FlistWriter {
   }
 
   /**
-   * Writes the prefetch list. A list of whole files keeps format version 1; one with byte ranges makes the file
-   * version 2, where every row is a range of a regular file (a whole file becomes 0..size; empty files and
-   * anything that is not a regular file are left out). The caller checks that ranges lie inside their files.
+   * Writes the prefetch list. From version 2 on, every row is a range of a regular file (a whole file becomes
+   * 0..size; empty files and anything that is not a regular file are left out); a version 1 writer keeps whole
+   * files, and becomes version 2 for a list with byte ranges. The caller checks that ranges lie inside their files.
    */
   setPrefetch(rows: readonly PrefetchRow[]): void {
     if (rows.some((r) => r.range) && this.version < PREFETCH_RANGES_VERSION) {

@@ -286,7 +286,7 @@ test('mount - a trace of the ranges read becomes a prefetch list that the next m
   await w.close()
   const m2 = await withMount(t, await mountFlist(join(dir, 'pre.fl'), join(dir, 'mnt'), { store }))
   await m2.prefetched
-  assert.equal(m2.reader.version, 2)
+  assert.equal(m2.reader.version, 3)
   // Exactly the traced chunks: the ranges are chunk-aligned.
   assert.equal(m2.stats().fetchedPlainBytes, 4 + traced)
   // ... and they went into the page cache: reading the traced range needs no request.

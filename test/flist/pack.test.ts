@@ -53,6 +53,8 @@ function tree(version: number): Spec[] {
 
 /** The root of tree(1), format version 1 (computed by the first implementation of §5). */
 const GOLDEN_ROOT = 'ccde9656e85363ab766b49414b18243b859ac14a06d82ef44412607231dc4320'
+/** The root of tree(1), format version 3 (rows rendered by SQLite; its first implementation). */
+const GOLDEN_ROOT_V3 = '9976d2bc06188bc6c7e6b697703938d79cfc0f3110c206ba99c7e787e01d0957'
 
 function randomBytesSeeded(n: number, seed: number): Buffer {
   const b = Buffer.alloc(n)
@@ -64,12 +66,12 @@ function randomBytesSeeded(n: number, seed: number): Buffer {
   return b
 }
 
-/** A copy of flist `src` at `dst` with `sql` applied, re-sealed for format `reseal` when given. */
-async function editCopy(src: string, dst: string, sql: string, reseal?: number): Promise<void> {
+/** A copy of flist `src` at `dst` with `sql` applied, and re-sealed (with its format's root) when `reseal`. */
+async function editCopy(src: string, dst: string, sql: string, reseal = false): Promise<void> {
   await copyFile(src, dst)
   const db = new Database(dst)
   db.exec(sql)
-  if (reseal !== undefined) db.prepare('UPDATE seal SET root = ?').run(computeRoot(db, reseal))
+  if (reseal) db.prepare('UPDATE seal SET root = ?').run(computeRoot(db, Number(db.prepare("SELECT value FROM meta WHERE key = 'version'").pluck().get())))
   db.close()
 }
 
@@ -158,7 +160,7 @@ test('pack - signatures: trusted, untrusted, and altered after signing', async (
   assert.throws(() => FlistReader.open(join(dir, 'signed.fl'), { trust: [otherTrust] }), (e: unknown) => ZosError.is(e) && e.code === 'UNTRUSTED_SIGNER')
   // An attacker edits a mode and re-seals, but cannot re-sign.
   const forged = join(dir, 'forged.fl')
-  await editCopy(join(dir, 'signed.fl'), forged, 'UPDATE inode SET mode = mode | 2048 WHERE ino = 2', 1)
+  await editCopy(join(dir, 'signed.fl'), forged, 'UPDATE inode SET mode = mode | 2048 WHERE ino = 2', true)
   assert.throws(() => FlistReader.open(forged, { trust: [{ describe: key.address, matches: (pk: Uint8Array) => Buffer.from(pk).equals(key.publicKey) }] }), (e: unknown) => ZosError.is(e) && e.code === 'SIGNATURE_INVALID')
   // Without re-sealing, the change is caught as corruption even for readers that trust no one.
   const edited = join(dir, 'edited.fl')
@@ -295,8 +297,13 @@ test('pack - bad entries are refused and no flist is left behind', async (t) => 
 test('pack - the root of a fixed tree is the one docs/flist-format.md §5 defines, release after release', async (t) => {
   // A changed value here means every flist packed before has a different root and its signatures no longer
   // verify: a format change, which needs a new format version, not an updated constant.
-  const r = await packTree(await tempDir(t), tree(1), 'golden.fl')
-  assert.equal(r.root, GOLDEN_ROOT)
+  const dir = await tempDir(t)
+  assert.equal((await packTree(dir, tree(1), 'golden-v1.fl', { formatVersion: 1 })).root, GOLDEN_ROOT)
+  assert.equal((await packTree(dir, tree(1), 'golden.fl')).root, GOLDEN_ROOT_V3)
+  // Files written before version 3 keep verifying.
+  const v1 = FlistReader.open(join(dir, 'golden-v1.fl'))
+  t.after(() => v1.close())
+  assert.equal(v1.version, 1)
 })
 
 test('pack - the root is a content identity: same tree, other store, same root', async (t) => {
@@ -310,15 +317,19 @@ test('pack - the root is a content identity: same tree, other store, same root',
   assert.notEqual(r3.root, r1.root)
 })
 
-test('pack - a prefetch list of byte ranges makes a version 2 flist; whole files alone stay version 1', async (t) => {
+test('pack - new flists are version 3 with a prefetch list of byte ranges; a version 1 writer keeps whole files unless given ranges', async (t) => {
   const dir = await tempDir(t)
   const list = parsePrefetchList('# traced\n1000+5000 /lib/big.txt\n/bin/tool\n/etc/empty\n/lib\n0+10 /lib/big.txt\n')
   assert.deepEqual(list[0], { path: '/lib/big.txt', range: { offset: 1000, length: 5000 } })
   assert.deepEqual(parsePrefetchList(formatPrefetchList(list)), list)
+  const open = (name: string): FlistReader => {
+    const reader = FlistReader.open(join(dir, name))
+    t.after(() => reader.close())
+    return reader
+  }
   await packTree(dir, tree(1), 'ranges.fl', { prefetch: list })
-  const reader = FlistReader.open(join(dir, 'ranges.fl'))
-  t.after(() => reader.close())
-  assert.equal(reader.version, 2)
+  const reader = open('ranges.fl')
+  assert.equal(reader.version, 3)
   const big = reader.resolve('lib/big.txt').ino
   const tool = reader.resolve('bin/tool')
   // The whole file becomes 0..size; the empty file and the directory have nothing to fetch and are left out.
@@ -328,14 +339,19 @@ test('pack - a prefetch list of byte ranges makes a version 2 flist; whole files
     { ino: big, offset: 0, length: 10 },
   ])
   const db = new Database(join(dir, 'ranges.fl'), { readonly: true })
-  assert.equal(db.pragma('user_version', { simple: true }), 2)
+  assert.equal(db.pragma('user_version', { simple: true }), 3)
   db.close()
-
+  const wholeFiles = [{ ino: tool.ino, offset: 0, length: tool.size }, { ino: big, offset: 0, length: 3_000_000 }]
   await packTree(dir, tree(1), 'files.fl', { prefetch: ['/bin/tool', 'lib/big.txt'] })
-  const v1 = FlistReader.open(join(dir, 'files.fl'))
-  t.after(() => v1.close())
-  assert.equal(v1.version, 1)
-  assert.deepEqual(v1.prefetch(), [{ ino: tool.ino, offset: 0, length: tool.size }, { ino: big, offset: 0, length: 3_000_000 }])
+  assert.equal(open('files.fl').version, 3)
+  assert.deepEqual(open('files.fl').prefetch(), wholeFiles)
+
+  await packTree(dir, tree(1), 'ranges-v2.fl', { prefetch: list, formatVersion: 1 })
+  assert.equal(open('ranges-v2.fl').version, 2)
+  assert.deepEqual(open('ranges-v2.fl').prefetch(), reader.prefetch())
+  await packTree(dir, tree(1), 'files-v1.fl', { prefetch: ['/bin/tool', 'lib/big.txt'], formatVersion: 1 })
+  assert.equal(open('files-v1.fl').version, 1)
+  assert.deepEqual(open('files-v1.fl').prefetch(), wholeFiles)
 })
 
 test('pack - a prefetch range outside its file is refused, at pack and in a re-sealed flist', async (t) => {
@@ -347,7 +363,7 @@ test('pack - a prefetch range outside its file is refused, at pack and in a re-s
   assert.throws(() => parsePrefetchList('5+0 /lib/big.txt'), (e: unknown) => ZosError.is(e) && e.code === 'INVALID_ARGUMENT' && /line 1/.test(e.message))
   await packTree(dir, tree(1), 'ranges.fl', { prefetch: parsePrefetchList('0+10 /lib/big.txt') })
   const forged = join(dir, 'forged.fl')
-  await editCopy(join(dir, 'ranges.fl'), forged, 'UPDATE prefetch SET length = 3000001', 2)
+  await editCopy(join(dir, 'ranges.fl'), forged, 'UPDATE prefetch SET length = 3000001', true)
   assert.throws(() => FlistReader.open(forged), (e: unknown) => ZosError.is(e) && e.code === 'FLIST_CORRUPT' && /prefetch range/.test(e.message))
 })
 
