@@ -245,6 +245,30 @@ test('http store - a server that ignores Range (200) still yields the right byte
   await assert.rejects(s.readRanges([{ pack: p.id, offset: 3990, length: 20 }]), { code: 'CHUNK_MISSING' })
 })
 
+test('http store - statPack asks for one byte through the range client; a server without Range support is asked with HEAD', async (t) => {
+  const p = buildPack(4, 1000)
+  for (const ranges of [true, false]) {
+    const methods: string[] = []
+    const url = await fake(t, (req, res) => {
+      methods.push(`${req.method} ${req.headers.range ?? ''}`.trim())
+      if (!req.url!.endsWith(p.id)) {
+        res.writeHead(404, { 'content-length': 0 })
+        res.end()
+      } else if (ranges && req.headers.range === 'bytes=0-0') {
+        res.writeHead(206, { 'content-length': 1, 'content-range': `bytes 0-0/${p.data.length}` })
+        res.end(p.data.subarray(0, 1))
+      } else {
+        res.writeHead(200, { 'content-length': p.data.length })
+        res.end(req.method === 'HEAD' ? undefined : p.data)
+      }
+    })
+    const s = open(t, url)
+    assert.equal(await s.statPack(p.id), 4000)
+    assert.equal(await s.statPack('0'.repeat(64)), undefined)
+    assert.deepEqual(methods, ranges ? ['GET bytes=0-0', 'GET bytes=0-0'] : ['GET bytes=0-0', 'HEAD', 'GET bytes=0-0'])
+  }
+})
+
 test('http store - credentials leave the URL and travel as Basic auth; 401 is not retried', async (t) => {
   const p = buildPack(1, 10)
   const seen: Array<string | undefined> = []
