@@ -6,8 +6,8 @@
 //      localhost by `zos store serve`, empty chunk cache: time from starting `zos flist mount --daemon` to the
 //      first output of a program run from the mount with chroot, and bytes fetched against bytes read; anchors:
 //      `zos flist unpack` from the same store, and curl | zstd -d | tar -x of the same tree, then the same program.
-// The mounts are served by `zos flist mount --daemon` child processes (a FUSE filesystem must never be read with
-// synchronous calls from the process serving it), so this measures what users run. Every mount, daemon and
+// The mounts are made by `zos flist mount --daemon` as users run it (bin/zos, npm's `zos`), whose serving
+// processes are children (a FUSE filesystem must never be read with synchronous calls from the process serving it). Every mount, daemon and
 // server the benchmark starts is stopped at the end, also on failure or Ctrl-C.
 // Usage: npm run bench -- flist-mount [--quick] [--rounds N] [--work DIR] [--json]
 import { spawn, spawnSync } from 'node:child_process'
@@ -30,6 +30,8 @@ const ROUNDS = Number(option('--rounds') ?? (quick ? 1 : 3))
 const root = resolve(new URL('../..', import.meta.url).pathname)
 const work = resolve(option('--work') ?? join(root, 'bench', '.work', 'flist-mount'))
 const cli = join(root, 'dist', 'src', 'cli', 'main.js')
+/** The command users run (npm's `zos`): it starts a daemon mount's serving process itself (bin/zos). */
+const zosCommand = join(root, 'bin', 'zos')
 const debianCorpus = join(root, 'bench', '.work', 'flist-pack', 'corpus', 'debian-bookworm-minbase')
 const BLOB_BYTES = 256 * 1024 * 1024
 const BLOB = 'srv/data/blob.bin'
@@ -113,11 +115,14 @@ interface Mounted {
   log: string
 }
 
-/** `zos flist mount FLIST MNT --store URL --cache DIR --daemon`: returns when mounted (what a user waits for). */
+/**
+ * `zos flist mount FLIST MNT --store URL --cache DIR --daemon`, as the installed command: returns when mounted
+ * (what a user waits for).
+ */
 async function mount(flist: string, mnt: string, store: string, cache: string, extra: string[] = []): Promise<Mounted & { ms: number }> {
   mkdirSync(mnt, { recursive: true })
   mountpoints.add(mnt)
-  const r = await must(process.execPath, [cli, 'flist', 'mount', flist, mnt, '--store', store, '--cache', cache, '--daemon', '--json', ...extra])
+  const r = await must(zosCommand, ['flist', 'mount', flist, mnt, '--store', store, '--cache', cache, '--daemon', '--json', ...extra])
   const m = JSON.parse(r.stdout) as Mounted
   startedPids.add(m.pid)
   return { ...m, ms: r.ms }

@@ -2,7 +2,7 @@
 import type { Command } from 'commander'
 import { readFile } from 'node:fs/promises'
 import { zerr } from '../core/errors.js'
-import { emit, formatBytes, wantsJson } from './output.js'
+import { emit, formatBytes, rendered, wantsJson } from './output.js'
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value]
@@ -41,6 +41,11 @@ const FLIST_ARG = 'flist metadata file, or hub://[HOST:PORT/][NS/]NAME[:TAG]'
  * pipe, that the mount is up and its flist verified (or fails with what the child printed). The mount may appear
  * in the mount table before the flist's checks have passed (they overlap with mount(8)): appearing is not ready.
  */
+/** What `zos flist mount … --daemon` prints once its serving process (`pid`, logging to `log`) serves. */
+function daemonAnswer(cmd: Command, mountpoint: string, pid: number, log: string): string {
+  return rendered(cmd, { mountpoint, pid, log }, (r) => `mounted at ${r.mountpoint} (pid ${r.pid}, log ${r.log}); stop with \`zos flist umount ${r.mountpoint}\``)
+}
+
 async function daemonize(mountpoint: string, cmd: Command): Promise<void> {
   const [fs, path, ready, { takeMountDaemon }] = await Promise.all([import('node:fs'), import('node:path'), import('../flist/ready.js'), import('./mount-daemon.js')])
   const target = path.resolve(mountpoint)
@@ -57,7 +62,7 @@ async function daemonize(mountpoint: string, cmd: Command): Promise<void> {
     throw failure ?? zerr('MOUNT_FAILED', out.replace(/^zos: /, '') || 'the mount did not come up')
   }
   child.unref()
-  emit(cmd, { mountpoint: target, pid: child.pid, log: logFile }, (r) => `mounted at ${r.mountpoint} (pid ${r.pid}, log ${r.log}); stop with \`zos flist umount ${r.mountpoint}\``)
+  process.stdout.write(daemonAnswer(cmd, target, child.pid!, logFile))
   // Done, and a workload is waiting for this command to return: leave now rather than tear the runtime down
   // (20-40 ms here between the answer and the exit). Output to files, pipes and terminals is written
   // synchronously on Linux, so it is all out.
@@ -324,7 +329,8 @@ export function registerFlist(program: Command): void {
     .option('--no-prefetch', "do not fetch the flist's prefetch list at mount")
     .option('--daemon', 'run in the background once mounted (stop it with `zos flist umount`)')
     .action(async (file: string, mountpoint: string, opts: Record<string, unknown>, cmd: Command) => {
-      if (opts.daemon) return daemonize(mountpoint, cmd)
+      // The launcher (bin/zos) started this process as the serving one already: serve (flist/ready.ts).
+      if (opts.daemon && process.env.ZOS_MOUNT_LAUNCHER === undefined) return daemonize(mountpoint, cmd)
       const [{ startMount, unmountOnSignals }, { assertMountable, FLIST_SUBTYPE, flistFsname }, { parseSize }, fs, path, os] = await Promise.all([
         import('../fuse/index.js'),
         import('../flist/mount-options.js'),
@@ -389,7 +395,8 @@ export function registerFlist(program: Command): void {
       process.once('SIGTERM', onSignal)
       // Without a pause first: the prefetch list's first answers are arriving, and decoding them would come before
       // the waiting caller learns that the mount serves.
-      reportReady()
+      const log = process.env.ZOS_MOUNT_LAUNCHER
+      reportReady(log === undefined ? '' : daemonAnswer(cmd, path.resolve(mountpoint), process.pid, log))
       emit(cmd, { mountpoint, flist: file, root: m.reader.root.toString('hex'), pid: process.pid, writable: writable ?? null }, (r) =>
         `mounted ${r.flist} at ${r.mountpoint}${writable ? ` (writable overlay, changes in ${writable}/upper)` : ''}; stop with Ctrl-C or \`zos flist umount ${r.mountpoint}\``,
       )

@@ -71,18 +71,24 @@ async function main(): Promise<void> {
       process.exitCode = err.exitCode === 0 ? 0 : 2
       return
     }
-    const json = process.argv.includes('--json')
+    const printed = errorOutput(err, process.argv.includes('--json'))
     // A mount's serving process tells the command waiting for it why it failed (flist/ready.ts).
-    if (process.env.ZOS_MOUNT_READY_FD) (await import('../flist/ready.js')).reportFailure(err)
-    if (ZosError.is(err)) {
-      if (json) process.stdout.write(JSON.stringify({ error: err.toJSON() }) + '\n')
-      process.stderr.write(`zos: ${err.message}\n`)
-      process.exitCode = err.exitCode
-      return
-    }
-    if (json) process.stdout.write(JSON.stringify({ error: { code: 'INTERNAL', message: errorMessage(err) } }) + '\n')
-    process.stderr.write(`zos: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
-    process.exitCode = 70
+    if (process.env.ZOS_MOUNT_READY_FD) (await import('../flist/ready.js')).reportFailure(err, printed)
+    process.stdout.write(printed.stdout)
+    process.stderr.write(printed.stderr)
+    process.exitCode = printed.exitCode
+  }
+}
+
+/** What the CLI prints for a failed command, and its exit code. */
+function errorOutput(err: unknown, json: boolean): { stdout: string; stderr: string; exitCode: number } {
+  if (ZosError.is(err)) {
+    return { stdout: json ? JSON.stringify({ error: err.toJSON() }) + '\n' : '', stderr: `zos: ${err.message}\n`, exitCode: err.exitCode }
+  }
+  return {
+    stdout: json ? JSON.stringify({ error: { code: 'INTERNAL', message: errorMessage(err) } }) + '\n' : '',
+    stderr: `zos: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    exitCode: 70,
   }
 }
 

@@ -15,12 +15,14 @@ function jsonReplacer(_key: string, value: unknown): unknown {
 
 /** Prints `result` as JSON when --json was given, else the text `human` returns (if any). */
 export function emit<T>(cmd: Command, result: T, human: (r: T) => string | undefined): void {
-  if (wantsJson(cmd)) {
-    process.stdout.write(JSON.stringify(result, jsonReplacer, 2) + '\n')
-    return
-  }
+  process.stdout.write(rendered(cmd, result, human))
+}
+
+/** What emit prints. */
+export function rendered<T>(cmd: Command, result: T, human: (r: T) => string | undefined): string {
+  if (wantsJson(cmd)) return JSON.stringify(result, jsonReplacer, 2) + '\n'
   const text = human(result)
-  if (text !== undefined && text !== '') process.stdout.write(text.endsWith('\n') ? text : text + '\n')
+  return text === undefined || text === '' ? '' : text.endsWith('\n') ? text : text + '\n'
 }
 
 export function formatBytes(n: number): string {

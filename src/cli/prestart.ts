@@ -65,7 +65,11 @@ export function mountDaemonArguments(args: readonly string[]): { flist: string; 
 
 export async function prestart(args: readonly string[]): Promise<void> {
   const mount = mountDaemonArguments(args)
-  if (mount) {
+  // Started by the launcher (bin/zos) as the serving process of a daemon mount: serve (below), or hand back a
+  // command that turns out not to be one.
+  if (process.env.ZOS_MOUNT_LAUNCHER !== undefined && process.env.ZOS_MOUNT_READY_FD === '3') {
+    if (!mount) (await import('../flist/ready.js')).redoWithoutLauncher()
+  } else if (mount) {
     await (await import('./mount-daemon.js')).prestartMountDaemon(mount.checkHere ? { flist: mount.flist } : undefined)
     return
   }

@@ -66,28 +66,51 @@ export async function awaitReady(child: ChildProcess, timeoutMs = 30_000): Promi
   return { state }
 }
 
-/** In the child: tells a waiting parent (if any) why it failed, as a verdict line, before it exits. */
-export function reportFailure(err: unknown): void {
+/**
+ * In the child: tells a waiting parent (if any) why it failed, before it exits: a verdict line for the CLI's
+ * `--daemon`, or for the launcher (bin/zos) the command's whole output and exit code (`printed`).
+ */
+export function reportFailure(err: unknown, printed: { stdout: string; stderr: string; exitCode: number }): void {
   if (process.env[READY_FD_ENV] !== '3') return
+  const launched = process.env[LAUNCHER_ENV] !== undefined
+  answer(launched ? launcherAnswer(`fail ${printed.exitCode}`, printed.stdout, printed.stderr) : formatVerdict(ZosError.is(err) ? { code: err.code, message: err.message } : { code: 'INTERNAL', message: errorMessage(err) }))
+}
+
+/**
+ * In the child: tells a waiting parent (if any) that the mount serves; once, then the pipe is closed. For the
+ * launcher, with the output the command prints (`stdout`).
+ */
+export function reportReady(stdout = ''): void {
+  if (process.env[READY_FD_ENV] !== '3') return
+  answer(process.env[LAUNCHER_ENV] !== undefined ? launcherAnswer('ok', stdout, '') : 'ready\n')
+}
+
+function answer(text: string): void {
   delete process.env[READY_FD_ENV]
   try {
-    writeSync(3, formatVerdict(ZosError.is(err) ? { code: err.code, message: err.message } : { code: 'INTERNAL', message: errorMessage(err) }))
+    writeSync(3, text)
     closeSync(3)
   } catch {
     // the parent stopped waiting
   }
 }
 
-/** In the child: tells a waiting parent (if any) that the mount serves; once, then the pipe is closed. */
-export function reportReady(): void {
-  if (process.env[READY_FD_ENV] !== '3') return
-  delete process.env[READY_FD_ENV]
-  try {
-    writeSync(3, 'ready\n')
-    closeSync(3)
-  } catch {
-    // the parent stopped waiting
-  }
+// The launcher (bin/zos) starts the serving process of `zos flist mount … --daemon` itself, sparing a second
+// Node.js start on the workload's start path (about 100 ms of a cold start: docs/flist-mount.md). It sets
+// LAUNCHER_ENV to the log file it gave the process, keeps --daemon in the arguments, and reads fd 3: a status
+// line (`ok`, `fail EXIT_CODE`, or `redo` for a command that is not a daemon mount after all, which it then runs
+// as usual), then what the command prints, a line each, `1` + text for stdout and `2` + text for stderr.
+const LAUNCHER_ENV = 'ZOS_MOUNT_LAUNCHER'
+
+function launcherAnswer(status: string, stdout: string, stderr: string): string {
+  const lines = (text: string, stream: string): string[] => (text === '' ? [] : text.replace(/\n$/, '').split('\n').map((l) => stream + l))
+  return [status, ...lines(stdout, '1'), ...lines(stderr, '2')].join('\n') + '\n'
+}
+
+/** In a process the launcher started for a command that is not a daemon mount: hands the command back. */
+export function redoWithoutLauncher(): never {
+  answer('redo\n')
+  process.exit(0)
 }
 
 // The caller's verdict. `zos flist mount FILE … --daemon` opens FILE itself and hands the open file to its serving

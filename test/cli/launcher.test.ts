@@ -4,18 +4,21 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { copyFileSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { tempDir } from '../helpers/tmp.js'
 
 const fromSource = import.meta.url.endsWith('.ts')
 const launcher = fileURLToPath(new URL(fromSource ? '../../zos' : '../../../zos', import.meta.url))
+const command = fileURLToPath(new URL(fromSource ? '../../bin/zos' : '../../../bin/zos', import.meta.url))
 
 test('launcher - runs setup only when a source, package or config file is newer than its stamp', async (t) => {
   const root = await tempDir(t, 'zos-launcher-')
-  for (const d of ['scripts', 'dist/src/cli', 'src', 'test', 'bench/.work', 'contracts']) mkdirSync(join(root, d), { recursive: true })
+  for (const d of ['scripts', 'dist/src/cli', 'src', 'test', 'bench/.work', 'contracts', 'bin']) mkdirSync(join(root, d), { recursive: true })
   copyFileSync(launcher, join(root, 'zos'))
+  copyFileSync(command, join(root, 'bin', 'zos'))
+  chmodSync(join(root, 'bin', 'zos'), 0o755)
   const stamp = join(root, 'dist', `.setup-stamp-${process.getuid?.() ?? 0}`)
   // The stand-in setup leaves the stamp the way the real one does, after "installing".
   writeFileSync(join(root, 'scripts', 'setup.mjs'), `import { writeFileSync } from 'node:fs'\nprocess.stdout.write('setup ')\nwriteFileSync(${JSON.stringify(stamp)}, 'x')\n`)

@@ -1,19 +1,21 @@
 // `zos flist …` and `zos key …` as a user runs them: real processes, --json output and exit codes.
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { mkdir, writeFile, readFile, stat, chmod, rm } from 'node:fs/promises'
+import { mkdir, writeFile, readFile, readdir, stat, chmod, rm } from 'node:fs/promises'
 import { tempDir, isRoot } from '../helpers/tmp.js'
 
 const fromSource = import.meta.url.endsWith('.ts')
 const main = fileURLToPath(new URL(`../../src/cli/main.${fromSource ? 'ts' : 'js'}`, import.meta.url))
 const nodeArgs = fromSource ? ['--import', 'tsx', main] : [main]
+/** The installed command (npm's `zos`): runs dist/ (built before the tests run). */
+const binZos = fileURLToPath(new URL(fromSource ? '../../bin/zos' : '../../../bin/zos', import.meta.url))
 
-function zos(args: string[], options: { uid?: number; gid?: number; env?: Record<string, string> } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function zos(args: string[], options: { uid?: number; gid?: number; env?: Record<string, string>; bin?: boolean } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...nodeArgs, ...args], {
+    const child = spawn(options.bin ? binZos : process.execPath, options.bin ? args : [...nodeArgs, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...options.env },
       ...(options.uid !== undefined ? { uid: options.uid, gid: options.gid ?? options.uid } : {}),
@@ -111,24 +113,33 @@ test('cli flist - an unprivileged unpack of an flist with devices is refused and
   await assert.rejects(stat(join(dir, 'out')))
 })
 
-test('cli flist - mount --daemon returns once the flist is verified and served; a modified flist is refused and nothing stays mounted', { skip: !isRoot || !(await stat('/dev/fuse').then(() => true, () => false)) ? 'needs root and /dev/fuse' : false }, async (t) => {
+const fuseSkip = !isRoot || !(await stat('/dev/fuse').then(() => true, () => false)) ? 'needs root and /dev/fuse' : false
+
+for (const [entry, bin] of [['the CLI', false], ['bin/zos (the serving process started by the launcher)', true]] as const) {
+  test(`cli flist - mount --daemon through ${entry} returns once the flist is verified and served; a modified flist is refused and nothing stays mounted or in TMPDIR`, { skip: fuseSkip }, (t) => daemonMount(t, bin))
+}
+
+async function daemonMount(t: TestContext, bin: boolean): Promise<void> {
   const dir = await tempDir(t)
+  const tmp = join(dir, 'tmp')
+  await mkdir(tmp)
+  const run = (args: string[]): ReturnType<typeof zos> => zos(args, { bin, env: { TMPDIR: tmp } })
   await tree(join(dir, 'v1'), 1)
   const store = join(dir, 'store')
   const fl = join(dir, 'v1.fl')
-  const packed = await zos(['flist', 'pack', join(dir, 'v1'), '-o', fl, '--store', `dir://${store}`])
+  const packed = await run(['flist', 'pack', join(dir, 'v1'), '-o', fl, '--store', `dir://${store}`])
   assert.equal(packed.code, 0, packed.stderr)
   const mnt = join(dir, 'mnt')
   await mkdir(mnt)
   const mountedAt = async (): Promise<boolean> => (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').some((l) => l.split(' ')[4] === mnt)
 
-  const up = await zos(['flist', 'mount', fl, mnt, '--store', `dir://${store}`, '--cache', join(dir, 'cache'), '--daemon', '--json'])
+  const up = await run(['flist', 'mount', fl, mnt, '--store', `dir://${store}`, '--cache', join(dir, 'cache'), '--daemon', '--json'])
   assert.equal(up.code, 0, up.stderr)
-  t.after(() => zos(['flist', 'umount', mnt]))
+  t.after(() => run(['flist', 'umount', mnt]))
   t.after(() => rm((JSON.parse(up.stdout) as { log: string }).log, { force: true })) // the serving process's log
   // Served at once when --daemon returns (no waiting for the mount to appear).
   assert.equal(await readFile(join(mnt, 'etc/version'), 'utf8'), 'v1\n')
-  const down = await zos(['flist', 'umount', mnt])
+  const down = await run(['flist', 'umount', mnt])
   assert.equal(down.code, 0, down.stderr)
   assert.equal(await mountedAt(), false)
 
@@ -140,7 +151,7 @@ test('cli flist - mount --daemon returns once the flist is verified and served; 
   const db = new Database(bad)
   db.prepare('UPDATE inode SET uid = uid + 1 WHERE ino = 1').run()
   db.close()
-  const refused = await zos(['flist', 'mount', bad, mnt, '--store', `dir://${store}`, '--cache', join(dir, 'cache'), '--daemon'])
+  const refused = await run(['flist', 'mount', bad, mnt, '--store', `dir://${store}`, '--cache', join(dir, 'cache'), '--daemon'])
   assert.notEqual(refused.code, 0)
   assert.match(refused.stderr + refused.stdout, /root hash|FLIST_CORRUPT/)
   // The caller ran the checks on the file it handed over: the message names the user's file, not the descriptor.
@@ -151,11 +162,13 @@ test('cli flist - mount --daemon returns once the flist is verified and served; 
   // With --trust the serving process checks the file itself (the caller does not parse keys before it starts):
   // an unsigned flist is refused for want of a trusted signer.
   const key = join(dir, 'key.json')
-  assert.equal((await zos(['key', 'new', '-o', key])).code, 0)
-  const untrusted = await zos(['--json', 'flist', 'mount', fl, mnt, '--store', `dir://${store}`, '--cache', join(dir, 'cache'), '--trust', key, '--daemon'])
+  assert.equal((await run(['key', 'new', '-o', key])).code, 0)
+  const untrusted = await run(['--json', 'flist', 'mount', fl, mnt, '--store', `dir://${store}`, '--cache', join(dir, 'cache'), '--trust', key, '--daemon'])
   assert.notEqual(untrusted.code, 0)
   assert.match(untrusted.stderr, /not signed/)
   // The serving process's own error code, not one guessed from its exit status (shared with SIGNATURE_INVALID).
   assert.equal((JSON.parse(untrusted.stdout) as { error: { code: string } }).error.code, 'UNTRUSTED_SIGNER')
   assert.equal(await mountedAt(), false)
-})
+  // The refused mounts' logs are gone; the served one's stays until the test removes it.
+  assert.deepEqual(await readdir(tmp), [basename((JSON.parse(up.stdout) as { log: string }).log)])
+}
