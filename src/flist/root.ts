@@ -7,7 +7,7 @@
 // Handing every value of a 5,000-file image to JavaScript (~140,000 of them, a BigInt per integer) made this
 // ~85 ms of a cold process: the largest step of opening an flist, and so of a mount's start.
 // Version 3 hashes each row as SQLite itself renders it in one text value (integers in decimal, text and blobs
-// as tagged hex, see ROW_TEXT), one value per row instead of one per column: about half the time.
+// as tagged hex, see renderColumn), one value per row instead of one per column: about half the time.
 // Either stream is assembled in a 64 KiB buffer and hashed a buffer at a time.
 import { createHash, type Hash } from 'node:crypto'
 import type Database from 'better-sqlite3'
