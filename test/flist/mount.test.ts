@@ -259,6 +259,33 @@ test('mount - two flists sharing chunks fetch each shared chunk once; the cache 
   assert.ok(onDisk <= 1024 * 1024, `cache files hold ${onDisk} bytes`)
 })
 
+test('mount - a read that jumps into a large file fetches the content around it too, and reads there need no request', { skip }, async (t) => {
+  const dir = await tempDir(t)
+  await makeTree(join(dir, 'src'))
+  const fl = await packDir(join(dir, 'src'), join(dir, 'tree.fl'), join(dir, 'store'))
+  const store = await openStore(join(dir, 'store'))
+  t.after(() => store.close())
+  await mkdir(join(dir, 'mnt'))
+  const file = join(dir, 'mnt/data/random.bin')
+  const fetchedFor = async (neighbourBytes: number): Promise<{ fetched: number; nearbyRead: number }> => {
+    const m = await withMount(t, await mountFlist(fl, join(dir, 'mnt'), { store, prefetch: false, neighbourBytes }))
+    // 4 KiB at 2 MiB of the 3 MiB file, then (once the stores are written) 4 KiB at 1.25 MiB.
+    await ok('dd', [`if=${file}`, 'of=/dev/null', 'bs=4096', 'skip=512', 'count=1', 'status=none'])
+    await new Promise((r) => setTimeout(r, 300))
+    const fetched = m.stats().fetchedPlainBytes
+    const before = m.stats().readBytes
+    await ok('dd', [`if=${file}`, 'of=/dev/null', 'bs=4096', 'skip=320', 'count=1', 'status=none'])
+    const nearbyRead = m.stats().readBytes - before
+    await m.unmount()
+    return { fetched, nearbyRead }
+  }
+  const without = await fetchedFor(0)
+  const around = await fetchedFor(1024 * 1024)
+  assert.ok(without.nearbyRead > 0, 'without: the read 768 KiB before is a request')
+  assert.ok(around.fetched >= without.fetched + 512 * 1024, `the MiB before the read was fetched too (${around.fetched} against ${without.fetched} bytes)`)
+  assert.equal(around.nearbyRead, 0, 'with: the read 768 KiB before comes from the page cache')
+})
+
 test('mount - a trace of the ranges read becomes a prefetch list that the next mount fetches, and nothing else', { skip }, async (t) => {
   const dir = await tempDir(t)
   await makeTree(join(dir, 'src'))
