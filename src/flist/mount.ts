@@ -84,7 +84,7 @@ const STORE_ON_OPEN_BYTES = 256 * 1024 * 1024
 /** A read this close to where the previous one ended continues a sequential stream. */
 const STREAM_SLACK = 4 * 1024 * 1024
 /**
- * Fetched around a read that jumps (MountFlistOptions.neighbourBytes). node's cold start from the benchmark image:
+ * Fetched around a read that jumps (FlistMountOptions.neighbourBytes). node's cold start from the benchmark image:
  * 1 MiB took its run phase from 556 to 456 ms (10 pairs), 2 MiB and 512 KiB ~40 ms less than without.
  */
 const NEIGHBOUR_BYTES = 1024 * 1024
@@ -341,7 +341,7 @@ export class FlistFs implements FuseOps {
     const [lo, last] = extentSpan(list, offset, end)
     const wanted = list.slice(lo, last + 1)
     if (this.options.traceFile) this.traceRead(n, lo, last)
-    const sequential = this.readAhead > 0 && this.readAheadFor(n, list, offset, end, last, cached)
+    const sequential = this.readAheadFor(n, list, offset, end, last, cached)
     let plains: Buffer[]
     try {
       const fetching = this.fetcher.fetch(wanted.map((e) => e.chunk))
@@ -429,6 +429,7 @@ export class FlistFs implements FuseOps {
    * Sequential read-ahead. The kernel sends a sequential reader's 1 MiB requests a few at a time and not always in
    * order, so a read near where the last one ended counts as sequential. Chunks are asked for in batches of
    * READ_AHEAD_BATCH (one coalesced store request each, several in flight) once half the window is used up.
+   * True when the read continues the previous one (within NEXT_SLACK of where it ended).
    */
   private readAheadFor(ino: number, list: readonly FileExtent[], offset: number, end: number, last: number, cached: boolean): boolean {
     const s = this.streams.get(ino)

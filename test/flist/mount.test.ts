@@ -1,6 +1,6 @@
 // flist mounts on real FUSE, real HTTP stores and runc. The filesystem is served by this process, so the test
 // talks to the mount only through asynchronous calls and child processes.
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { mkdir, writeFile, symlink, link, readFile, readdir, lstat, readlink, chmod, utimes, rm, copyFile, stat } from 'node:fs/promises'
@@ -17,6 +17,7 @@ import { DiskChunkCache } from '../../src/flist/cache.js'
 import { mountOverlay, unmountRoot } from '../../src/flist/overlay.js'
 import { FlistReader } from '../../src/flist/reader.js'
 import { parsePrefetchList } from '../../src/flist/prefetch.js'
+import type { Store } from '../../src/store/types.js'
 
 const skip = !isRoot || !existsSync('/dev/fuse') ? 'needs root and /dev/fuse' : false
 
@@ -66,6 +67,17 @@ async function describe(root: string): Promise<Map<string, string>> {
   }
   await walk('')
   return out
+}
+
+/** makeTree packed into a dir store in a temporary directory, with the store open and `mnt` made. */
+async function packedTree(t: TestContext): Promise<{ dir: string; fl: string; store: Store }> {
+  const dir = await tempDir(t)
+  await makeTree(join(dir, 'src'))
+  const fl = await packDir(join(dir, 'src'), join(dir, 'tree.fl'), join(dir, 'store'))
+  const store = await openStore(join(dir, 'store'))
+  t.after(() => store.close())
+  await mkdir(join(dir, 'mnt'))
+  return { dir, fl, store }
 }
 
 async function withMount(t: { after(fn: () => Promise<void>): void }, m: FlistMount): Promise<FlistMount> {
@@ -260,12 +272,7 @@ test('mount - two flists sharing chunks fetch each shared chunk once; the cache 
 })
 
 test('mount - a read that jumps into a large file fetches the content around it too, and reads there need no request', { skip }, async (t) => {
-  const dir = await tempDir(t)
-  await makeTree(join(dir, 'src'))
-  const fl = await packDir(join(dir, 'src'), join(dir, 'tree.fl'), join(dir, 'store'))
-  const store = await openStore(join(dir, 'store'))
-  t.after(() => store.close())
-  await mkdir(join(dir, 'mnt'))
+  const { dir, fl, store } = await packedTree(t)
   const file = join(dir, 'mnt/data/random.bin')
   const fetchedFor = async (neighbourBytes: number): Promise<{ fetched: number; nearbyRead: number }> => {
     const m = await withMount(t, await mountFlist(fl, join(dir, 'mnt'), { store, prefetch: false, neighbourBytes }))
@@ -287,12 +294,7 @@ test('mount - a read that jumps into a large file fetches the content around it 
 })
 
 test('mount - a trace of the ranges read becomes a prefetch list that the next mount fetches, and nothing else', { skip }, async (t) => {
-  const dir = await tempDir(t)
-  await makeTree(join(dir, 'src'))
-  const fl = await packDir(join(dir, 'src'), join(dir, 'tree.fl'), join(dir, 'store'))
-  const store = await openStore(join(dir, 'store'))
-  t.after(() => store.close())
-  await mkdir(join(dir, 'mnt'))
+  const { dir, fl, store } = await packedTree(t)
   const m = await mountFlist(fl, join(dir, 'mnt'), { store, prefetch: false, traceFile: join(dir, 'trace.txt') })
   await ok('cat', [join(dir, 'mnt/etc/hostname')])
   // 4 KiB in the middle of a 3 MiB file: the kernel reads ahead a little, the trace names those chunks only.
