@@ -344,9 +344,7 @@ export class FlistFs implements FuseOps {
     const sequential = this.readAheadFor(n, list, offset, end, last, cached)
     let plains: Buffer[]
     try {
-      const fetching = this.fetcher.fetch(wanted.map((e) => e.chunk))
-      if (!sequential && cached && this.neighbours > 0 && this.pushTo) this.neighboursOf(n, list, lo, last)
-      plains = await fetching
+      plains = await this.fetcher.fetch(wanted.map((e) => e.chunk))
     } catch (err) {
       const code = ZosError.is(err) ? err.code : 'INTERNAL'
       this.log.error({ flist: this.reader.path, path: this.reader.pathOf(n), offset, code }, `read failed: ${errorMessage(err)}`)
@@ -354,6 +352,8 @@ export class FlistFs implements FuseOps {
     }
     this.readBytes += end - offset
     if (this.pushTo && cached) this.pushAround(n, list, lo, offset, end, plains)
+    // After the read's own fetch, which the neighbours' would otherwise slow down (one store, one decoding thread).
+    if (!sequential && cached && this.neighbours > 0 && this.pushTo) this.neighboursOf(n, list, lo, last)
     const first = wanted[0]!
     if (plains.length === 1) return plains[0]!.subarray(offset - first.offset, end - first.offset)
     // Views of the verified chunks, written to the kernel with one writev: no copy (the driver writes them
