@@ -4,10 +4,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { chmodSync, copyFileSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { tempDir } from '../helpers/tmp.js'
+import { MALLOC_TUNABLES } from '../../src/core/malloc.js'
 
 const fromSource = import.meta.url.endsWith('.ts')
 const launcher = fileURLToPath(new URL(fromSource ? '../../zos' : '../../../zos', import.meta.url))
@@ -48,4 +49,11 @@ test('launcher - runs setup only when a source, package or config file is newer 
     assert.equal(run(), 'setup cli flist --json', `${changed} changed: setup again`)
     age(join(root, changed), 0)
   }
+})
+
+test('bin/zos - gives the serving process it starts the malloc settings the CLI gives its own (core/malloc.ts)', () => {
+  const line = readFileSync(command, 'utf8').split('\n').find((l) => l.includes('for t in glibc.malloc.'))
+  assert.ok(line, 'bin/zos lists its malloc tunables')
+  const listed = line.replace(/^.*for t in /, '').replace(/; do.*$/, '').split(' ')
+  assert.deepEqual(listed, Object.entries(MALLOC_TUNABLES).map(([name, value]) => `${name}=${value}`))
 })
