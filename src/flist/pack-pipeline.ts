@@ -355,6 +355,14 @@ export class ChunkPipeline {
    * FileState gets its chunk ids, sids and the carry to prepend to its next segment.
    */
   async runBatch(data: Uint8Array, parts: readonly BatchPart[]): Promise<void> {
+    await (await this.chunkBatch(data, parts)).encoded
+  }
+
+  /**
+   * runBatch in two steps: resolves once the parts are chunked and their FileStates updated (the next segment of
+   * a file can go to a worker then), with `encoded`, which settles once the new chunks are encoded and stored.
+   */
+  async chunkBatch(data: Uint8Array, parts: readonly BatchPart[]): Promise<{ encoded: Promise<void> }> {
     const { pool, store, chunker, key } = this.o
     const request: ChunkPart[] = parts.map((p) => ({ start: p.start, length: p.length, final: p.final, ...(p.read ? { read: p.read } : {}) }))
     const res = (await pool.run({ op: 'chunk', params: chunker, data, parts: request }, movable(data.buffer))) as ChunkResponse
@@ -408,8 +416,16 @@ export class ChunkPipeline {
     })
     if (items.length === 0) {
       this.buffers.batches.give(buf.buffer)
-      return
+      return { encoded: Promise.resolve() }
     }
+    const encoded = this.encodeBatch(buf, items)
+    encoded.catch(() => {}) // the caller awaits it
+    return { encoded }
+  }
+
+  /** Encodes a batch's new chunks (at their offsets in `buf`, which it takes over) and stores them in packs. */
+  private async encodeBatch(buf: Uint8Array, items: readonly Item[]): Promise<void> {
+    const { pool, key } = this.o
     const bases = await this.readBases(items)
     let need = 0
     for (const item of items) need += encodeBound(item.length)

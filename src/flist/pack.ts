@@ -8,7 +8,7 @@ import { Semaphore } from '../core/semaphore.js'
 import type { WorkerPool } from '../core/worker-pool.js'
 import type { WritableStore } from '../store/types.js'
 import { DEFAULT_CHUNKER, validateChunkerParams, type ChunkerParams } from './chunker.js'
-import { ChunkPipeline, type FileState } from './pack-pipeline.js'
+import { ChunkPipeline, type BatchPart, type FileState } from './pack-pipeline.js'
 import { createPackPool } from './pack-pool.js'
 
 export { createPackPool }
@@ -68,6 +68,8 @@ const SEGMENT = 4 * 1024 * 1024
 const BATCH_FILE_MAX = 1024 * 1024
 const BATCH_FILES = 256
 const DEFAULT_PACK_SIZE = 4 * 1024 * 1024
+/** Tasks (batches of up to BATCH_FILES files, or a large file) the walk may queue before it waits for the workers. */
+const WALK_AHEAD_TASKS = 64
 const MAX_NAME_BYTES = 255
 
 export function validateName(name: string, path: string): void {
@@ -113,8 +115,8 @@ export async function pack(options: PackOptions): Promise<PackResult> {
     pool, store, writer, chunker, level, key, delta: useDelta, packSize: options.packSize ?? DEFAULT_PACK_SIZE,
     bufferSize: SEGMENT + Math.max(chunker.max, BATCH_FILE_MAX),
   })
-  // Each task holds one batch buffer at a time: bounding the tasks bounds the buffers, which are reused (fresh
-  // memory costs a page fault per 4 KiB), to two per worker and the one being filled.
+  // A task holds one batch buffer at a time (a large file two): bounding them bounds the buffers, which are reused
+  // (fresh memory costs a page fault per 4 KiB), to two per worker and the one being filled.
   const running = new Semaphore(pool.size * 2 + 1)
 
   const result: PackResult = {
@@ -139,47 +141,63 @@ export async function pack(options: PackOptions): Promise<PackResult> {
     hints.set(f.hintKey, f.sids)
   }
 
-  /** A file too big for a batch: segment by segment, each prefixed with the previous one's carry. */
+  /**
+   * A file too big for a batch: segment by segment, each prefixed with the previous one's carry. A segment is
+   * chunked once the one before it is (its carry comes from there), while that one is encoded on the other
+   * worker: a large file keeps two workers busy, not one (one segment encoding at a time, so it holds at most
+   * two batch buffers).
+   */
   async function packLargeFile(ino: number, entry: SourceEntry): Promise<void> {
     const content = entry.content!
     const f = await pipeline.openFile(ino, entry.path)
-    let total = 0
-    if (content.local) {
-      // The worker reads the bytes itself: only the segment buffer passes through this thread.
-      const { path, offset, fileSize } = content.local
-      while (total < entry.size) {
-        const n = Math.min(SEGMENT, entry.size - total)
-        // Not zero-filled: the worker reads the file over everything after the carry.
-        const data = pipeline.takeBuffer(f.carry.length + n)
-        data.set(f.carry)
-        await pipeline.runBatch(data, [{ file: f, start: 0, length: f.carry.length, final: total + n === entry.size, read: { path, offset: offset + total, length: n, fileSize } }])
-        total += n
-        progress(n, entry.path)
-      }
-    } else {
-      let data = pipeline.takeBuffer(f.carry.length + Math.min(SEGMENT, entry.size))
-      let fill = 0
-      for await (const piece of content.stream()) {
-        let off = 0
-        while (off < piece.length) {
-          if (fill === data.length) {
-            await pipeline.runBatch(data, [{ file: f, start: 0, length: fill, final: false }])
-            data = pipeline.takeBuffer(f.carry.length + Math.min(SEGMENT, entry.size - total + (piece.length - off)))
-            data.set(f.carry)
-            fill = f.carry.length
-          }
-          const n = Math.min(data.length - fill, piece.length - off)
-          data.set(piece.subarray(off, off + n), fill)
-          fill += n
-          off += n
-        }
-        total += piece.length
-        if (total > entry.size) throw zerr('SOURCE_CHANGED', `${entry.path} grew while it was being read (expected ${entry.size} bytes)`, { path: entry.path })
-        progress(piece.length, entry.path)
-      }
-      if (total !== entry.size) throw zerr('SOURCE_CHANGED', `${entry.path} is ${total} bytes, expected ${entry.size} (changed while packing, or truncated)`, { path: entry.path })
-      await pipeline.runBatch(data, [{ file: f, start: 0, length: fill, final: true }])
+    let encoding: Promise<void> = Promise.resolve()
+    const segment = async (data: Uint8Array, part: Omit<BatchPart, 'file' | 'start'>): Promise<void> => {
+      const { encoded } = await pipeline.chunkBatch(data, [{ file: f, start: 0, ...part }])
+      await encoding
+      encoding = encoded
     }
+    let total = 0
+    try {
+      if (content.local) {
+        // The worker reads the bytes itself: only the segment buffer passes through this thread.
+        const { path, offset, fileSize } = content.local
+        while (total < entry.size) {
+          const n = Math.min(SEGMENT, entry.size - total)
+          // Not zero-filled: the worker reads the file over everything after the carry.
+          const data = pipeline.takeBuffer(f.carry.length + n)
+          data.set(f.carry)
+          await segment(data, { length: f.carry.length, final: total + n === entry.size, read: { path, offset: offset + total, length: n, fileSize } })
+          total += n
+          progress(n, entry.path)
+        }
+      } else {
+        let data = pipeline.takeBuffer(f.carry.length + Math.min(SEGMENT, entry.size))
+        let fill = 0
+        for await (const piece of content.stream()) {
+          let off = 0
+          while (off < piece.length) {
+            if (fill === data.length) {
+              await segment(data, { length: fill, final: false })
+              data = pipeline.takeBuffer(f.carry.length + Math.min(SEGMENT, entry.size - total + (piece.length - off)))
+              data.set(f.carry)
+              fill = f.carry.length
+            }
+            const n = Math.min(data.length - fill, piece.length - off)
+            data.set(piece.subarray(off, off + n), fill)
+            fill += n
+            off += n
+          }
+          total += piece.length
+          if (total > entry.size) throw zerr('SOURCE_CHANGED', `${entry.path} grew while it was being read (expected ${entry.size} bytes)`, { path: entry.path })
+          progress(piece.length, entry.path)
+        }
+        if (total !== entry.size) throw zerr('SOURCE_CHANGED', `${entry.path} is ${total} bytes, expected ${entry.size} (changed while packing, or truncated)`, { path: entry.path })
+        await segment(data, { length: fill, final: true })
+      }
+    } finally {
+      await encoding.catch(() => {}) // a failure is rethrown below; none is left running behind the task
+    }
+    await encoding
     finishFile(f)
   }
 
@@ -201,14 +219,15 @@ export async function pack(options: PackOptions): Promise<PackResult> {
     for (const x of files) progress(x.entry.size, x.entry.path)
   }
 
-  function run(job: () => Promise<void>): void {
+  /** `weight`: the batch buffers the job holds at once. */
+  function run(job: () => Promise<void>, weight = 1, first = false): void {
     const task = running
-      .acquire()
+      .acquire(weight, { first })
       .then(() => (firstError ? undefined : job()))
       .catch((err: unknown) => {
         firstError ??= err
       })
-      .finally(() => running.release())
+      .finally(() => running.release(weight))
     tasks.add(task)
     void task.finally(() => tasks.delete(task))
   }
@@ -228,7 +247,9 @@ export async function pack(options: PackOptions): Promise<PackResult> {
       if (batchBytes >= SEGMENT || batch.length >= BATCH_FILES) flushBatch()
       return
     }
-    run(() => packLargeFile(ino, entry))
+    // Ahead of the small files' batches: a large file is chunked one segment after the other, so started last it
+    // would leave one worker busy after the rest is done (a 50 MB apt index at the end of a Debian walk did).
+    run(() => packLargeFile(ino, entry), 2, true)
   }
 
   function attrsOf(entry: SourceEntry): InodeAttrs {
@@ -316,7 +337,7 @@ export async function pack(options: PackOptions): Promise<PackResult> {
     }
   }
 
-  function addXattrs(ino: number, entry: SourceEntry): void {
+  function addXattrs(ino: number, entry: Pick<SourceEntry, 'path' | 'xattrs'>): void {
     for (const [k, v] of entry.xattrs ?? []) {
       if (k === '' || k.includes('\0') || Buffer.byteLength(k) > 255) throw zerr('BAD_NAME', `invalid xattr name on ${entry.path}`, { path: entry.path })
       if (v.length > 65536) throw zerr('BAD_ARCHIVE', `xattr ${k} on ${entry.path} is larger than 64 KiB`, { path: entry.path })
@@ -325,13 +346,22 @@ export async function pack(options: PackOptions): Promise<PackResult> {
   }
 
   try {
-    for await (const entry of options.source.entries()) {
+    // xattrs may come after the entries (the directory walk's getfattr): content need not wait for them.
+    for await (const entry of options.source.entries({ lateXattrs: true })) {
       if (firstError) break
       addEntry(entry)
-      // Keep the walk from running far ahead of the workers.
-      while (tasks.size > pool.size * 8) await Promise.race(tasks)
+      // Keep the walk from running far ahead of the workers (it runs ahead enough to find the large files early).
+      while (tasks.size > WALK_AHEAD_TASKS) await Promise.race(tasks)
     }
     flushBatch()
+    if (!firstError && options.source.lateXattrs) {
+      for (const [path, xattrs] of await options.source.lateXattrs()) {
+        if (path === '') continue // the root's are not kept (addEntry)
+        const ino = pathIno.get(path)
+        if (ino === undefined) throw zerr('INTERNAL', `xattrs of ${path}, which the source did not yield`)
+        addXattrs(ino, { path, xattrs })
+      }
+    }
     // The tree is complete: hash it into the root while the workers compress the last batches (a prefetch
     // list of byte ranges changes the format version, which is hashed with the tree: then all at the end).
     if (!firstError && !options.prefetch?.some((e) => typeof e !== 'string' && e.range)) writer.sealTree()

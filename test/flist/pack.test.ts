@@ -2,12 +2,14 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
-import { readFile, readdir, lstat, readlink, writeFile, copyFile, stat, truncate } from 'node:fs/promises'
+import { readFile, readdir, lstat, readlink, writeFile, copyFile, stat, truncate, mkdir, link } from 'node:fs/promises'
 import { spawnSync } from 'node:child_process'
 import Database from 'better-sqlite3'
 import { tempDir, isRoot } from '../helpers/tmp.js'
 import { arraySource, type Spec } from '../helpers/array-source.js'
 import { pack } from '../../src/flist/pack.js'
+import { Chunker } from '../../src/flist/chunker.js'
+import { openDir } from '../../src/flist/source/dir.js'
 import { FlistReader } from '../../src/flist/reader.js'
 import { ChunkFetcher } from '../../src/flist/fetch.js'
 import { unpack } from '../../src/flist/unpack.js'
@@ -386,4 +388,65 @@ test('pack - chunk rows with an unknown codec, an impossible size or a malformed
     assert.throws(() => FlistReader.open(file), (e: unknown) => ZosError.is(e) && e.code === 'FLIST_CORRUPT' && why.test(e.message), sql)
   }
   FlistReader.open(join(dir, 'good.fl')).close()
+})
+
+test('pack - a directory: large files go segment by segment on both workers, xattrs arrive after the walk, the root does not depend on either', async (t) => {
+  const dir = await tempDir(t)
+  const src = join(dir, 'src')
+  // Two files of several 4 MiB segments (both chunked while the other's segments encode), small ones around them.
+  const large = text(13 * 1024 * 1024 + 12345, 'large')
+  const second = randomBytesSeeded(9 * 1024 * 1024 + 7, 3)
+  await mkdir(join(src, 'a', 'deep'), { recursive: true })
+  await writeFile(join(src, 'a', 'large.txt'), large)
+  await writeFile(join(src, 'a', 'deep', 'second.bin'), second)
+  for (let i = 0; i < 40; i++) await writeFile(join(src, 'a', `small-${i}`), text(100 + i * 997, `s${i}`))
+  await link(join(src, 'a', 'small-3'), join(src, 'a', 'small-3-link'))
+  const setfattr = (name: string, value: string, path: string): void => {
+    const r = spawnSync('setfattr', ['-n', name, '-v', value, path], { encoding: 'utf8' })
+    assert.equal(r.status, 0, `setfattr (Debian package attr): ${r.stderr}`)
+  }
+  setfattr('user.origin', 'large', join(src, 'a', 'large.txt'))
+  setfattr('user.origin', 'small', join(src, 'a', 'small-3')) // and, through the hard link, small-3-link
+  setfattr('user.dir', 'yes', join(src, 'a', 'deep'))
+
+  // What the root covers of the content (reading a file moves its atime, so whole roots differ between packs).
+  const content = (file: string): unknown => {
+    const db = new Database(file, { readonly: true })
+    try {
+      const q = (sql: string): unknown[] => db.prepare(sql).raw(true).all()
+      return [
+        q('SELECT e.ino, e.offset, hex(c.hash), c.size FROM extent e JOIN chunk c ON c.id = e.chunk ORDER BY e.ino, e.offset'),
+        q('SELECT ino, name, hex(value) FROM xattr ORDER BY ino, name'),
+        q('SELECT parent, name, ino FROM dirent ORDER BY parent, name'),
+      ]
+    } finally {
+      db.close()
+    }
+  }
+  for (const workers of [2, 1]) {
+    const store = await openWritableStore(`dir://${join(dir, `store-${workers}`)}`)
+    try {
+      await pack({ source: await openDir(src), output: join(dir, `${workers}.fl`), store, workers })
+    } finally {
+      await store.close()
+    }
+  }
+  assert.deepEqual(content(join(dir, '2.fl')), content(join(dir, '1.fl')), 'two workers (segments pipelined, large files first) and one give the same tree')
+
+  const reader = FlistReader.open(join(dir, '2.fl'))
+  t.after(() => reader.close())
+  const store = await openStore(`dir://${join(dir, 'store-2')}`)
+  t.after(() => store.close())
+  const fetcher = new ChunkFetcher(reader, store)
+  for (const [path, content] of [['a/large.txt', large], ['a/deep/second.bin', second]] as const) {
+    const ino = reader.resolve(path)
+    assert.deepEqual(await fetcher.readFile(ino.ino, 0, ino.size), content, `${path} reads back`)
+    // Cut where one pass of the chunker over the whole file cuts: the carry between segments is kept exactly.
+    const expected = new Chunker().split(content, content.length, true).lengths
+    assert.deepEqual(reader.fileChunks(ino.ino).map((c) => c.size), expected, `${path} is cut as a whole`)
+  }
+  assert.deepEqual(reader.xattrs(reader.resolve('a/large.txt').ino).get('user.origin'), Buffer.from('large'))
+  assert.deepEqual(reader.xattrs(reader.resolve('a/small-3-link').ino).get('user.origin'), Buffer.from('small'))
+  assert.deepEqual(reader.xattrs(reader.resolve('a/deep').ino).get('user.dir'), Buffer.from('yes'))
+  assert.equal(reader.xattrs(reader.resolve('a/small-4').ino).size, 0)
 })

@@ -8,7 +8,7 @@ import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, readdir
 import { open, realpath, stat } from 'node:fs/promises'
 import { errorMessage, zerr } from '../../core/errors.js'
 import { decodeName, joinPath } from './paths.js'
-import type { FileContent, ImageConfig, Source, SourceEntry } from './types.js'
+import type { EntriesOptions, FileContent, ImageConfig, Source, SourceEntry } from './types.js'
 import { readXattrs, type XattrMap } from './xattrs.js'
 
 const { S_IFMT, S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK } = constants
@@ -33,16 +33,31 @@ export async function openDir(path: string, options: DirOptions = {}): Promise<D
 }
 
 export class DirSource implements Source {
+  /** getfattr's answer, for entries yielded without their xattrs. */
+  private late: { pending: Promise<XattrMap>; hardlinks: Set<string> } | undefined
+
   constructor(
     private readonly root: string,
     readonly description: string,
     private readonly warn: (message: string) => void,
   ) {}
 
-  async *entries(): AsyncGenerator<SourceEntry> {
+  async *entries(options: EntriesOptions = {}): AsyncGenerator<SourceEntry> {
     // getfattr runs while we walk (a separate process: real parallelism). Entries found before its answer are held
-    // back (compact entries, not stats objects, to keep the garbage collector out of it), then all go in walk order.
+    // back (compact entries, not stats objects, to keep the garbage collector out of it), then all go in walk order;
+    // or, for a consumer that takes xattrs late, every entry goes at once and lateXattrs() has the xattrs.
     const pending = readXattrs(this.root, this.warn)
+    if (options.lateXattrs) {
+      this.late = { pending, hardlinks: new Set() }
+      pending.catch(() => {}) // rethrown by lateXattrs()
+      let count = 0
+      for (const entry of this.walk()) {
+        if (++count % YIELD_EVERY === 0) await new Promise(setImmediate)
+        if (entry.kind === 'hardlink') this.late.hardlinks.add(entry.path)
+        yield entry
+      }
+      return
+    }
     let xattrs: XattrMap | undefined
     pending.then((map) => (xattrs = map)).catch(() => {}) // a failure is rethrown by `await pending` below
     const held: SourceEntry[] = []
@@ -61,6 +76,13 @@ export class DirSource implements Source {
     }
     const map = await pending
     for (const e of held) yield withXattrs(e, map)
+  }
+
+  async lateXattrs(): Promise<ReadonlyMap<string, ReadonlyMap<string, Buffer>>> {
+    if (!this.late) throw zerr('INTERNAL', 'lateXattrs() before entries({ lateXattrs: true })')
+    const map = await this.late.pending
+    for (const path of this.late.hardlinks) map.delete(path) // a hard link shares its target's inode and xattrs
+    return map
   }
 
   imageConfig(): ImageConfig | undefined {

@@ -53,6 +53,15 @@ export interface ImageConfig {
   labels?: Record<string, string>
 }
 
+export interface EntriesOptions {
+  /**
+   * The consumer takes xattrs late (`Source.lateXattrs`): a source that learns them after the entries (the
+   * directory walk, from getfattr in a separate process) then yields each entry at once instead of holding the
+   * walk back until they are known.
+   */
+  lateXattrs?: boolean
+}
+
 export interface Source {
   /** Human-readable description for progress output ("directory /srv/x", "tar rootfs.tar.gz"). */
   readonly description: string
@@ -60,7 +69,12 @@ export interface Source {
    * Entries, each exactly once per path (a later entry for the same path never follows). Parents need not
    * precede children (tar archives may omit directories): the packer creates missing parents as 0755 dirs.
    */
-  entries(): AsyncIterable<SourceEntry>
+  entries(options?: EntriesOptions): AsyncIterable<SourceEntry>
+  /**
+   * After `entries({ lateXattrs: true })` is consumed: the extended attributes of the entries it yielded without
+   * them, by path (none for hard links). Sources whose xattrs come with the entries have no such method.
+   */
+  lateXattrs?(): Promise<ReadonlyMap<string, ReadonlyMap<string, Buffer>>>
   /** Image configuration, known after entries() has been fully consumed (undefined for plain trees). */
   imageConfig(): ImageConfig | undefined
   /** Releases temporary files; safe to call twice. */
