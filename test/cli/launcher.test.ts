@@ -51,7 +51,24 @@ test('launcher - runs setup only when a source, package or config file is newer 
   }
 })
 
-test('bin/zos - gives the serving process it starts the malloc settings the CLI gives its own (core/malloc.ts)', () => {
+test('bin/zos - runs every command with the malloc settings of core/malloc.ts; settings given win, ZOS_MALLOC_TUNING=0 adds none', async (t) => {
+  const root = await tempDir(t, 'zos-bin-')
+  mkdirSync(join(root, 'bin'))
+  mkdirSync(join(root, 'dist', 'src', 'cli'), { recursive: true })
+  copyFileSync(command, join(root, 'bin', 'zos'))
+  writeFileSync(join(root, 'dist', 'src', 'cli', 'main.js'), `process.stdout.write(process.env.GLIBC_TUNABLES ?? 'none')\n`)
+  const tunables = (env: Record<string, string>): string => {
+    const r = spawnSync('bash', [join(root, 'bin', 'zos'), 'flist', 'pack', '--help'], { encoding: 'utf8', env: { PATH: process.env.PATH!, ...env } })
+    assert.equal(r.status, 0, r.stderr)
+    return r.stdout
+  }
+  const all = Object.entries(MALLOC_TUNABLES).map(([name, value]) => `${name}=${value}`)
+  assert.equal(tunables({}), all.join(':'))
+  assert.equal(tunables({ GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0:glibc.pthread.rseq=0' }), ['glibc.malloc.hugetlb=0', 'glibc.pthread.rseq=0', ...all.slice(1)].join(':'))
+  assert.equal(tunables({ ZOS_MALLOC_TUNING: '0' }), 'none')
+})
+
+test('bin/zos - lists the malloc settings the CLI gives the processes it spawns (core/malloc.ts)', () => {
   const line = readFileSync(command, 'utf8').split('\n').find((l) => l.includes('for t in glibc.malloc.'))
   assert.ok(line, 'bin/zos lists its malloc tunables')
   const listed = line.replace(/^.*for t in /, '').replace(/; do.*$/, '').split(' ')
