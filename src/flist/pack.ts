@@ -153,8 +153,9 @@ export async function pack(options: PackOptions): Promise<PackResult> {
     let encoding: Promise<void> = Promise.resolve()
     const segment = async (data: Uint8Array, part: Omit<BatchPart, 'file' | 'start'>): Promise<void> => {
       const { encoded } = await pipeline.chunkBatch(data, [{ file: f, start: 0, ...part }])
-      await encoding
-      encoding = encoded
+      const previous = encoding
+      encoding = encoded // awaited below even if the previous one failed
+      await previous
     }
     let total = 0
     try {
@@ -356,10 +357,9 @@ export async function pack(options: PackOptions): Promise<PackResult> {
     flushBatch()
     if (!firstError && options.source.lateXattrs) {
       for (const [path, xattrs] of await options.source.lateXattrs()) {
-        if (path === '') continue // the root's are not kept (addEntry)
         const ino = pathIno.get(path)
-        if (ino === undefined) throw zerr('INTERNAL', `xattrs of ${path}, which the source did not yield`)
-        addXattrs(ino, { path, xattrs })
+        // Not the root's (addEntry keeps none), nor those of a path created after the walk passed by.
+        if (path !== '' && ino !== undefined) addXattrs(ino, { path, xattrs })
       }
     }
     // The tree is complete: hash it into the root while the workers compress the last batches (a prefetch
