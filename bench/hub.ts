@@ -6,9 +6,10 @@
 //              vs one `curl` run GETting the same pack files from the same hub
 //   version 2  `pushFlist` of a second version sharing most chunks with the first (only its new packs move, plus
 //              the queries and the metadata) vs moving only its new bytes: the anchor PUTs exactly those pack files
-//              and the version's metadata file (new bytes too: a push must send it) from this process (node:http, keep-alive, 3 in flight like the push, each file read whole like the
-//              push reads a pack) to a bare sink in its own process (like the hub) that streams each body into a
-//              file. Target <= 1.2x. Each round pushes VARIANTS second versions (each replacing other files) to
+//              and the version's metadata file (new bytes too: a push sends it) from this process (node:http,
+//              keep-alive, 3 in flight like the push, each file read whole like the push reads a pack) to a bare
+//              sink in its own process (like the hub; given version 1 first, as the hub is) that streams each body
+//              into a file. Target <= 1.2x. Each round pushes VARIANTS second versions (each replacing other files) to
 //              one hub holding version 1, each timed between two anchor runs (the faster one counts): the ratio's
 //              median and range over all of them. Also shown: `curl -T` of the same bytes (includes starting
 //              curl), and `pushFlist` of the changed files alone to a hub holding version 1 (the same new packs
@@ -35,6 +36,8 @@ import { DirStore, packPath } from '../src/store/dir.js'
 import { HttpStore } from '../src/store/http.js'
 
 const quick = process.argv.includes('--quick')
+/** HUB_BENCH_TRACE=1: each second-version push's phases and each side's CPU, on stderr. */
+const trace = process.env.HUB_BENCH_TRACE !== undefined
 const FILES = quick ? 32 : 128
 const FILE_SIZE = 512 * 1024
 /** Files replaced in version 2 (1/8 of the image). */
@@ -265,9 +268,9 @@ async function main(): Promise<void> {
         for (const [k, v] of variants.entries()) {
           // The version's new bytes: its new packs and its metadata file, which a push sends too.
           const files = [...v.packs.map((p) => packPath(store.root, p)), v.file]
-          const cpu0 = [cpuNs(process.pid), cpuNs(sinkProcess.pid)]
+          const cpu0 = trace ? [cpuNs(process.pid), cpuNs(sinkProcess.pid)] : []
           const before = await putFiles(sinkProcess.url, files)
-          const cpu1 = [cpuNs(process.pid), cpuNs(sinkProcess.pid), cpuNs(hub.pid)]
+          const cpu1 = trace ? [cpuNs(process.pid), cpuNs(sinkProcess.pid), cpuNs(hub.pid)] : []
           t0 = performance.now()
           const marks: string[] = []
           let phase = ''
@@ -281,7 +284,7 @@ async function main(): Promise<void> {
             },
           })
           const tPush = (performance.now() - t0) / 1000
-          if (process.env.HUB_BENCH_TRACE) {
+          if (trace) {
             const ms = (ns: number): string => (ns / 1e6).toFixed(1)
             const cpu2 = [cpuNs(process.pid), cpuNs(hub.pid)]
             process.stderr.write(`v2-${k} phases: ${marks.join(' ')} end@${(tPush * 1000).toFixed(0)}; CPU ms: client ${ms(cpu2[0]! - cpu1[0]!)}, hub ${ms(cpu2[1]! - cpu1[2]!)}; anchor before it ${(before * 1000).toFixed(0)} ms, CPU ms: client ${ms(cpu1[0]! - cpu0[0]!)}, sink ${ms(cpu1[1]! - cpu0[1]!)}\n`)
