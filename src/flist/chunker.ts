@@ -84,9 +84,47 @@ export class Chunker {
     let i = start + min
     const normalEnd = start + normal
     const limitEnd = start + limit
+    // Eight bytes per turn of each loop, every byte still checked (the same cuts as one at a time): V8 runs this
+    // twice as fast as the one-byte loop (1.0 → 2.0 GB/s over a Debian root's tar; four bytes 1.6, sixteen 2.35).
+    for (const stop = normalEnd - 7; i < stop; i += 8) {
+      h = ((h << 1) + gear[buf[i]!]!) | 0
+      if ((h & maskS) === 0) return i - start + 1
+      h = ((h << 1) + gear[buf[i + 1]!]!) | 0
+      if ((h & maskS) === 0) return i - start + 2
+      h = ((h << 1) + gear[buf[i + 2]!]!) | 0
+      if ((h & maskS) === 0) return i - start + 3
+      h = ((h << 1) + gear[buf[i + 3]!]!) | 0
+      if ((h & maskS) === 0) return i - start + 4
+      h = ((h << 1) + gear[buf[i + 4]!]!) | 0
+      if ((h & maskS) === 0) return i - start + 5
+      h = ((h << 1) + gear[buf[i + 5]!]!) | 0
+      if ((h & maskS) === 0) return i - start + 6
+      h = ((h << 1) + gear[buf[i + 6]!]!) | 0
+      if ((h & maskS) === 0) return i - start + 7
+      h = ((h << 1) + gear[buf[i + 7]!]!) | 0
+      if ((h & maskS) === 0) return i - start + 8
+    }
     for (; i < normalEnd; i++) {
       h = ((h << 1) + gear[buf[i]!]!) | 0
       if ((h & maskS) === 0) return i - start + 1
+    }
+    for (const stop = limitEnd - 7; i < stop; i += 8) {
+      h = ((h << 1) + gear[buf[i]!]!) | 0
+      if ((h & maskL) === 0) return i - start + 1
+      h = ((h << 1) + gear[buf[i + 1]!]!) | 0
+      if ((h & maskL) === 0) return i - start + 2
+      h = ((h << 1) + gear[buf[i + 2]!]!) | 0
+      if ((h & maskL) === 0) return i - start + 3
+      h = ((h << 1) + gear[buf[i + 3]!]!) | 0
+      if ((h & maskL) === 0) return i - start + 4
+      h = ((h << 1) + gear[buf[i + 4]!]!) | 0
+      if ((h & maskL) === 0) return i - start + 5
+      h = ((h << 1) + gear[buf[i + 5]!]!) | 0
+      if ((h & maskL) === 0) return i - start + 6
+      h = ((h << 1) + gear[buf[i + 6]!]!) | 0
+      if ((h & maskL) === 0) return i - start + 7
+      h = ((h << 1) + gear[buf[i + 7]!]!) | 0
+      if ((h & maskL) === 0) return i - start + 8
     }
     for (; i < limitEnd; i++) {
       h = ((h << 1) + gear[buf[i]!]!) | 0

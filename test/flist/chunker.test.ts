@@ -43,6 +43,52 @@ test('chunker - an insertion changes only the chunks around it', () => {
   assert.ok(fresh >= 1 && fresh <= 3, `${fresh} chunks changed for one insertion`)
 })
 
+/** docs/flist-format.md §2 one byte at a time: the definition the (unrolled) chunker must match. */
+function referenceCuts(data: Uint8Array, p: { min: number; avg: number; max: number }): number[] {
+  const bits = Math.log2(p.avg)
+  const mask = (b: number): number => (b >= 32 ? -1 : (~0 << (32 - b)) | 0)
+  const out: number[] = []
+  for (let start = 0; start < data.length; ) {
+    const remaining = data.length - start
+    let n = remaining
+    if (remaining > p.min) {
+      const limit = Math.min(remaining, p.max)
+      const normal = Math.min(limit, p.avg)
+      n = limit
+      let h = 0
+      for (let i = p.min; i < limit; i++) {
+        h = ((h << 1) + GEAR[data[start + i]!]!) | 0
+        if ((h & mask(i < normal ? bits + 2 : bits - 2)) === 0) {
+          n = i + 1
+          break
+        }
+      }
+    }
+    out.push(n)
+    start += n
+  }
+  return out
+}
+
+test('chunker - cuts exactly where the one-byte-at-a-time definition does, in both loops and at every offset', () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 200_000 }),
+      fc.constantFrom(256, 1024, 4096),
+      fc.integer({ min: 1, max: 8 }),
+      fc.integer({ min: 0, max: 1000 }),
+      (size, avg, spread, skew) => {
+        const p = { algorithm: 'fastcdc-gear32-v1' as const, min: Math.max(64, Math.floor(avg / spread) - (skew % 7)), avg, max: avg * spread + (skew % 13) }
+        const data = randomBytes(size)
+        assert.deepEqual(new Chunker(p).split(data, data.length, true).lengths, referenceCuts(data, p))
+      },
+    ),
+    { numRuns: 60 },
+  )
+  const data = randomBytes(3 * 1024 * 1024)
+  assert.deepEqual(chunker.split(data, data.length, true).lengths, referenceCuts(data, DEFAULT_CHUNKER))
+})
+
 test('chunker - streaming in pieces gives the same cut points as one pass', () => {
   fc.assert(
     fc.property(fc.integer({ min: 0, max: 3_000_000 }), fc.integer({ min: 300_000, max: 1_500_000 }), (size, piece) => {
