@@ -296,6 +296,29 @@ test('pack - bad entries are refused and no flist is left behind', async (t) => 
   }
 })
 
+test('pack - the flist goes into place only once its packs are stored: a pack that fails leaves no flist', async (t) => {
+  const dir = await tempDir(t)
+  const store = await openWritableStore(`dir://${join(dir, 'store')}`)
+  t.after(() => store.close())
+  let calls = 0
+  // The store refuses the last pack, after the flist could have been sealed (the writes are slow).
+  const failing = new Proxy(store, {
+    get(target, prop, receiver) {
+      if (prop !== 'putPack') return Reflect.get(target, prop, receiver)
+      return async (...args: Parameters<typeof store.putPack>) => {
+        const n = ++calls
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        if (n >= 2) throw new ZosError('STORE_UNAVAILABLE', 'disk full (test)')
+        return target.putPack(...args)
+      }
+    },
+  })
+  const specs: Spec[] = [{ path: '' }, { path: 'a', content: text(6_000_000, 'a') }, { path: 'b', content: randomBytesSeeded(3_000_000, 9) }]
+  await assert.rejects(pack({ source: arraySource(specs), output: join(dir, 'out.fl'), store: failing, workers: 2 }), (e: unknown) => ZosError.is(e) && e.code === 'STORE_UNAVAILABLE')
+  assert.ok(calls >= 2, 'more than one pack was written')
+  assert.deepEqual((await readdir(dir)).filter((n) => n !== 'store'), [], 'no flist, sealed or not, is left')
+})
+
 test('pack - the root of a fixed tree is the one docs/flist-format.md §5 defines, release after release', async (t) => {
   // A changed value here means every flist packed before has a different root and its signatures no longer
   // verify: a format change, which needs a new format version, not an updated constant.
