@@ -14,10 +14,15 @@
 //              median and range over all of them. Also shown: `curl -T` of the same bytes (includes starting
 //              curl), and `pushFlist` of the changed files alone to a hub holding version 1 (the same new packs
 //              through the same checks: what the shared part of the image costs).
+//   over a link  the same second versions and anchors again, with the hub and the sink in a network namespace behind a
+//              veth pair shaped with tbf to HUB_BENCH_LINK (default 1gbit; `off` skips it; needs root and tc): over
+//              loopback the anchor is a memory copy, so the push's fixed costs (its query, the checks of every new
+//              byte on the same two cores) weigh in full; over a link moving the bytes takes time, as between a
+//              publisher and a hub on two machines.
 // The hub runs as `zos hub serve` in a child process; data lives on tmpfs (/dev/shm) so the figures measure code
 // and loopback, not the disk. Best of ROUNDS rounds, each on a fresh hub.
-//   npm run bench -- hub [--quick]
-import { spawn, type ChildProcess } from 'node:child_process'
+//   npm run bench -- hub [--quick]        HUB_BENCH_LINK=100mbit npm run bench -- hub
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -52,6 +57,53 @@ interface Child {
   stop(): Promise<void>
 }
 
+/**
+ * A link of a given rate between this process and a network namespace: a veth pair shaped with tbf in both
+ * directions. Over loopback, moving 8 MB is a memory copy (~30 ms on this machine's two cores), so the push's
+ * checks show at full weight; over a link the bytes take time, as between a publisher and a hub on two machines.
+ * (Only the rate: this kernel has no netem for delay, so every round trip is a loopback one.)
+ */
+interface Link {
+  netns: string
+  /** This side's address, and the namespace's (where the hub and the sink listen). */
+  near: string
+  far: string
+  rate: string
+  close(): void
+}
+
+/** The link, or why there is none (needs root, ip and tc with tbf). HUB_BENCH_LINK=RATE (tc syntax) or off. */
+function makeLink(): Link | string {
+  const rate = process.env.HUB_BENCH_LINK ?? '1gbit'
+  if (rate === 'off') return 'HUB_BENCH_LINK=off'
+  if (process.getuid?.() !== 0) return 'needs root (a network namespace and tc)'
+  const netns = `zos-bench-hub-${process.pid}`
+  const [near, far, veth, peer] = ['10.254.213.1', '10.254.213.2', `zbh${process.pid}a`, `zbh${process.pid}b`]
+  const run = (...args: string[]): void => void execFileSync(args[0]!, args.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] })
+  const inNs = (...args: string[]): void => run('ip', 'netns', 'exec', netns, ...args)
+  const close = (): void => {
+    spawnSync('ip', ['link', 'del', veth], { stdio: 'ignore' }) // and its peer
+    spawnSync('ip', ['netns', 'del', netns], { stdio: 'ignore' })
+  }
+  try {
+    run('ip', 'netns', 'add', netns)
+    run('ip', 'link', 'add', veth, 'type', 'veth', 'peer', 'name', peer, 'netns', netns)
+    run('ip', 'addr', 'add', `${near}/30`, 'dev', veth)
+    run('ip', 'link', 'set', veth, 'up')
+    inNs('ip', 'addr', 'add', `${far}/30`, 'dev', peer)
+    inNs('ip', 'link', 'set', peer, 'up')
+    inNs('ip', 'link', 'set', 'lo', 'up')
+    const tbf = ['root', 'tbf', 'rate', rate, 'burst', '256kb', 'latency', '50ms']
+    run('tc', 'qdisc', 'add', 'dev', veth, ...tbf)
+    inNs('tc', 'qdisc', 'add', 'dev', peer, ...tbf)
+  } catch (err) {
+    close()
+    const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim()
+    return `could not make a ${rate} link (${stderr || (err as Error).message})`
+  }
+  return { netns, near, far, rate, close }
+}
+
 /** The URL a server child prints as its first stdout line. */
 function urlFromStdout(child: ChildProcess, what: string): Promise<string> {
   return new Promise<string>((resolve, reject) => {
@@ -65,15 +117,19 @@ function urlFromStdout(child: ChildProcess, what: string): Promise<string> {
   })
 }
 
-async function startHubProcess(data: string, home: string): Promise<Child> {
+/** Spawns node with these arguments: here, or inside the link's namespace (`ip netns exec` execs it: same pid). */
+function spawnNode(args: string[], link: Link | undefined, env?: NodeJS.ProcessEnv): ChildProcess {
+  const [cmd, ...rest] = link ? ['ip', 'netns', 'exec', link.netns, process.execPath, ...args] : [process.execPath, ...args]
+  return spawn(cmd!, rest, { stdio: ['ignore', 'pipe', 'inherit'], ...(env ? { env } : {}) })
+}
+
+async function startHubProcess(data: string, home: string, link?: Link): Promise<Child> {
   const fromSource = import.meta.url.endsWith('.ts')
   const main = fileURLToPath(new URL(`../src/cli/main.${fromSource ? 'ts' : 'js'}`, import.meta.url))
   // HUB_BENCH_HUB_ARGS: node options for the hub process only (e.g. `--cpu-prof --cpu-prof-dir=DIR`).
   const nodeArgs = (process.env.HUB_BENCH_HUB_ARGS ?? '').split(' ').filter(Boolean)
-  const child = spawn(process.execPath, [...nodeArgs, ...(fromSource ? ['--import', 'tsx'] : []), main, 'hub', 'serve', '--data', data, '--port', '0', '--log-level', 'warn', '--workers', '1'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, ZOS_HOME: home },
-  })
+  const serve = ['hub', 'serve', '--data', data, '--port', '0', '--log-level', 'warn', '--workers', '1', '--host', link?.far ?? '127.0.0.1']
+  const child = spawnNode([...nodeArgs, ...(fromSource ? ['--import', 'tsx'] : []), main, ...serve], link, { ...process.env, ZOS_HOME: home })
   const url = await urlFromStdout(child, 'zos hub serve')
   return { url, pid: child.pid, stop: () => new Promise<void>((resolve) => (child.once('exit', () => resolve()), child.kill('SIGTERM'))) }
 }
@@ -117,12 +173,13 @@ const server = createServer((req, res) => {
   req.pipe(out)
   out.on('finish', () => fs.fsync(out.fd ?? -1, () => { res.writeHead(201, { 'content-length': 0 }); res.end() }))
 })
-server.listen(0, '127.0.0.1', () => process.stdout.write('http://127.0.0.1:' + server.address().port + '\\n'))
+const host = process.argv[2]
+server.listen(0, host, () => process.stdout.write('http://' + host + ':' + server.address().port + '\\n'))
 process.on('SIGTERM', () => process.exit(0))
 `
 
-async function startSinkProcess(dir: string): Promise<Child> {
-  const child = spawn(process.execPath, ['-e', SINK, dir], { stdio: ['ignore', 'pipe', 'inherit'] })
+async function startSinkProcess(dir: string, link?: Link): Promise<Child> {
+  const child = spawnNode(['-e', SINK, dir, link?.far ?? '127.0.0.1'], link)
   const url = await urlFromStdout(child, 'the sink')
   return { url, pid: child.pid, stop: () => new Promise<void>((resolve) => (child.once('exit', () => resolve()), child.kill('SIGTERM'))) }
 }
@@ -173,6 +230,53 @@ function packsOf(file: string): { packs: string[]; ranges: { pack: string; offse
   }
 }
 
+interface Variant {
+  file: string
+  /** Its packs that neither version 1 nor an earlier variant has: what its push moves. */
+  packs: string[]
+}
+
+interface Sample {
+  push: number
+  anchor: number
+  bytes: number
+}
+
+/**
+ * Pushes each second version to `hub` (which holds version 1), each timed between two anchor runs to `sink` (the
+ * faster one counts): the version's new pack files and its metadata file (new bytes too: a push sends it).
+ */
+async function pushVariants(client: HubClient, hub: Child, sink: Child, variants: readonly Variant[], store: DirStore, label: string): Promise<Sample[]> {
+  const out: Sample[] = []
+  for (const [k, v] of variants.entries()) {
+    const files = [...v.packs.map((p) => packPath(store.root, p)), v.file]
+    const cpu0 = trace ? [cpuNs(process.pid), cpuNs(sink.pid)] : []
+    const before = await putFiles(sink.url, files)
+    const cpu1 = trace ? [cpuNs(process.pid), cpuNs(sink.pid), cpuNs(hub.pid)] : []
+    const t0 = performance.now()
+    const marks: string[] = []
+    let phase = ''
+    const r2 = await pushFlist(client, v.file, {
+      name: 'img',
+      tag: `v2-${k}`,
+      store,
+      onProgress: (p) => {
+        if (p.phase !== phase) marks.push(`${p.phase}@${(performance.now() - t0).toFixed(0)}`)
+        phase = p.phase
+      },
+    })
+    const tPush = (performance.now() - t0) / 1000
+    if (trace) {
+      const ms = (ns: number): string => (ns / 1e6).toFixed(1)
+      const cpu2 = [cpuNs(process.pid), cpuNs(hub.pid)]
+      process.stderr.write(`${label}v2-${k} phases: ${marks.join(' ')} end@${(tPush * 1000).toFixed(0)}; CPU ms: client ${ms(cpu2[0]! - cpu1[0]!)}, hub ${ms(cpu2[1]! - cpu1[2]!)}; anchor before it ${(before * 1000).toFixed(0)} ms, CPU ms: client ${ms(cpu1[0]! - cpu0[0]!)}, sink ${ms(cpu1[1]! - cpu0[1]!)}\n`)
+    }
+    if (r2.uploadedPacks !== v.packs.length) throw new Error(`version 2 (variant ${k}) moved ${r2.uploadedPacks} packs, expected ${v.packs.length}`)
+    out.push({ push: tPush, anchor: Math.min(before, await putFiles(sink.url, files)), bytes: r2.uploadedBytes })
+  }
+  return out
+}
+
 const mbps = (bytes: number, s: number): number => bytes / 1e6 / s
 
 async function main(): Promise<void> {
@@ -214,7 +318,7 @@ async function main(): Promise<void> {
     // The changed files alone: their chunks are v2's new chunks, found in the same local store, so this flist
     // points at exactly v2's new packs.
     const v2new = await pack({ source: await openSource(newDir), output: join(root, 'v2-new.fl'), store, signers: [key], pool })
-    const variants = [{ file: v2.output, packs: [] as string[] }]
+    const variants: Variant[] = [{ file: v2.output, packs: [] }]
     for (const d of variantDirs.slice(1)) variants.push({ file: (await pack({ source: await openSource(d), output: `${d}.fl`, store, signers: [key], pool })).output, packs: [] })
     await pool.close()
     const p1 = packsOf(v1.output)
@@ -231,7 +335,7 @@ async function main(): Promise<void> {
     if (packsOf(v2new.output).packs.some((p) => !newPacks.includes(p))) throw new Error('the new-files-only image does not point at v2\'s new packs')
     const best = { up: 0, copy: 0, curlUp: 0, down: 0, curlDown: 0, v2: Infinity, v2Anchor: Infinity, v2Curl: Infinity, v2Bytes: 0, v2Alone: Infinity }
     /** Every second-version push, with its anchor. */
-    const samples: { push: number; anchor: number }[] = []
+    const samples: Sample[] = []
     for (let round = 0; round < ROUNDS; round++) {
       const hub = await startHubProcess(join(root, `hub-${round}`), home)
       const sinkDir = join(root, `sink-${round}`)
@@ -265,40 +369,12 @@ async function main(): Promise<void> {
         best.curlDown = Math.max(best.curlDown, mbps(v1Bytes, await curl(downArgs)))
 
         // Version 2 (and the other variants): only the new packs move. Each push between two anchor runs.
-        for (const [k, v] of variants.entries()) {
-          // The version's new bytes: its new packs and its metadata file, which a push sends too.
-          const files = [...v.packs.map((p) => packPath(store.root, p)), v.file]
-          const cpu0 = trace ? [cpuNs(process.pid), cpuNs(sinkProcess.pid)] : []
-          const before = await putFiles(sinkProcess.url, files)
-          const cpu1 = trace ? [cpuNs(process.pid), cpuNs(sinkProcess.pid), cpuNs(hub.pid)] : []
-          t0 = performance.now()
-          const marks: string[] = []
-          let phase = ''
-          const r2 = await pushFlist(client, v.file, {
-            name: 'img',
-            tag: `v2-${k}`,
-            store,
-            onProgress: (p) => {
-              if (p.phase !== phase) marks.push(`${p.phase}@${(performance.now() - t0).toFixed(0)}`)
-              phase = p.phase
-            },
-          })
-          const tPush = (performance.now() - t0) / 1000
-          if (trace) {
-            const ms = (ns: number): string => (ns / 1e6).toFixed(1)
-            const cpu2 = [cpuNs(process.pid), cpuNs(hub.pid)]
-            process.stderr.write(`v2-${k} phases: ${marks.join(' ')} end@${(tPush * 1000).toFixed(0)}; CPU ms: client ${ms(cpu2[0]! - cpu1[0]!)}, hub ${ms(cpu2[1]! - cpu1[2]!)}; anchor before it ${(before * 1000).toFixed(0)} ms, CPU ms: client ${ms(cpu1[0]! - cpu0[0]!)}, sink ${ms(cpu1[1]! - cpu0[1]!)}\n`)
-          }
-          if (r2.uploadedPacks !== v.packs.length) throw new Error(`version 2 (variant ${k}) moved ${r2.uploadedPacks} packs, expected ${v.packs.length}`)
-          const anchor = Math.min(before, await putFiles(sinkProcess.url, files))
-          samples.push({ push: tPush, anchor })
-          if (k === 0) {
-            best.v2 = Math.min(best.v2, tPush)
-            best.v2Anchor = Math.min(best.v2Anchor, anchor)
-            best.v2Bytes = r2.uploadedBytes
-            best.v2Curl = Math.min(best.v2Curl, await curl(newPacks.flatMap((p, i) => ['-T', packPath(store.root, p), `${sink.url}/v2-${i}`])))
-          }
-        }
+        const pushed = await pushVariants(client, hub, sinkProcess, variants, store, '')
+        samples.push(...pushed)
+        best.v2 = Math.min(best.v2, pushed[0]!.push)
+        best.v2Anchor = Math.min(best.v2Anchor, pushed[0]!.anchor)
+        best.v2Bytes = pushed[0]!.bytes
+        best.v2Curl = Math.min(best.v2Curl, await curl(newPacks.flatMap((p, i) => ['-T', packPath(store.root, p), `${sink.url}/v2-${i}`])))
         // The same new packs pushed alone, to a hub holding version 1 (pushed first, untimed: it also warms up).
         const empty = await startHubProcess(join(root, `hub-empty-${round}`), home)
         const c2 = new HubClient(empty.url, { key })
@@ -323,10 +399,42 @@ async function main(): Promise<void> {
         await rm(join(root, `copy-${round}`), { recursive: true, force: true })
       }
     }
+    // The second versions again, with the hub and the sink behind a shaped link.
+    const link = makeLink()
+    const linkSamples: Sample[] = []
+    if (typeof link === 'string') process.stderr.write(`hub: no measurement over a link: ${link}\n`)
+    else {
+      try {
+        for (let round = 0; round < ROUNDS; round++) {
+          const hub = await startHubProcess(join(root, `hub-link-${round}`), home, link)
+          const sinkDir = join(root, `sink-link-${round}`)
+          await mkdir(sinkDir)
+          const sinkProcess = await startSinkProcess(sinkDir, link)
+          const client = new HubClient(hub.url, { key })
+          try {
+            await pushFlist(client, v1.output, { name: 'img', tag: 'v1', store })
+            await putFiles(sinkProcess.url, [...p1.packs.map((p) => packPath(store.root, p)), v1.output])
+            linkSamples.push(...(await pushVariants(client, hub, sinkProcess, variants, store, `${link.rate} link: `)))
+          } finally {
+            client.close()
+            await sinkProcess.stop()
+            await hub.stop()
+            await rm(join(root, `hub-link-${round}`), { recursive: true, force: true })
+            await rm(sinkDir, { recursive: true, force: true })
+          }
+        }
+      } finally {
+        link.close()
+      }
+    }
     const MB = (n: number): string => (n / 1e6).toFixed(1)
-    const ratios = samples.map((x) => x.push / x.anchor).sort((a, b) => a - b)
-    const ratio = (q: number): string => ratios[Math.round(q * (ratios.length - 1))]!.toFixed(2)
     const ms = (xs: number[]): string => ([...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]! * 1000).toFixed(0)
+    /** The per-push ratios' median and range, and the median times. */
+    const spread = (xs: readonly Sample[]): string => {
+      const ratios = xs.map((x) => x.push / x.anchor).sort((a, b) => a - b)
+      const ratio = (q: number): string => ratios[Math.round(q * (ratios.length - 1))]!.toFixed(2)
+      return `median ${ratio(0.5)}, range ${ratio(0)}-${ratio(1)}; push median ${ms(xs.map((x) => x.push))} ms, anchor median ${ms(xs.map((x) => x.anchor))} ms`
+    }
     process.stdout.write(
       [
         `hub: image of ${FILES} x ${FILE_SIZE / 1024} KiB incompressible files (${MB(v1Bytes)} MB in ${p1.packs.length} packs); version 2 replaces ${CHANGED} files; best of ${ROUNDS} rounds on ${root.startsWith('/dev/shm') ? 'tmpfs' : 'disk'}`,
@@ -341,7 +449,8 @@ async function main(): Promise<void> {
         '',
         `version 2: push moved ${MB(best.v2Bytes)} MB in ${newPacks.length} packs (of ${p2.packs.length}) in ${(best.v2 * 1000).toFixed(0)} ms (best of ${ROUNDS})`,
         `  anchor, node:http PUT of the same pack files and the metadata file to a bare sink process: ${(best.v2Anchor * 1000).toFixed(0)} ms, ratio ${(best.v2 / best.v2Anchor).toFixed(2)} (target <= 1.20)`,
-        `  over all ${samples.length} second versions (${VARIANTS} per round), push / anchor measured around it: median ${ratio(0.5)}, range ${ratio(0)}-${ratio(1)}; push median ${ms(samples.map((x) => x.push))} ms, anchor median ${ms(samples.map((x) => x.anchor))} ms`,
+        `  over all ${samples.length} second versions (${VARIANTS} per round), push / anchor measured around it: ${spread(samples)}`,
+        ...(typeof link === 'string' ? [] : [`  over a ${link.rate}/s link (tbf on a veth pair; hub and sink in a network namespace), all ${linkSamples.length}: ${spread(linkSamples)}`]),
         `  vs curl -T of the same new packs to a bare sink (includes starting curl): ${(best.v2Curl * 1000).toFixed(0)} ms, ratio ${(best.v2 / best.v2Curl).toFixed(2)}`,
         `  vs pushing the changed files alone (same new packs, a hub holding v1): ${(best.v2Alone * 1000).toFixed(0)} ms, ratio ${(best.v2 / best.v2Alone).toFixed(2)}`,
         '',
