@@ -3,7 +3,7 @@
 // the packs the hub lacks (a second version sharing most packs reads a few rows, not all of them).
 import Database from 'better-sqlite3'
 import { errorMessage, zerr, ZosError } from '../core/errors.js'
-import { readAllChunks, readChunksWhere, storeId, type ChunkInfo } from '../flist/chunks.js'
+import { readAllChunks, readChunksWhere, type ChunkInfo } from '../flist/chunks.js'
 import { APPLICATION_ID } from '../flist/schema.js'
 
 export class PushableFlist {
@@ -47,23 +47,6 @@ export class PushableFlist {
   /** Each pack the flist names, with how many of its chunks lie in it. */
   packs(): Map<string, number> {
     return this.read(() => new Map(this.db.prepare('SELECT pack, count(*) FROM chunk GROUP BY pack').raw(true).all() as [string, number][]))
-  }
-
-  /** The store ids of the flist's chunks in each pack, comma-separated (a missing-chunk query's `packSids`). */
-  sidsByPack(): Record<string, string> {
-    return this.read(() => {
-      if (!this.key) {
-        const rows = this.db.prepare("SELECT pack, group_concat(lower(hex(hash)), ',') FROM chunk GROUP BY pack").raw(true).all() as [string, string][]
-        return Object.fromEntries(rows)
-      }
-      const lists = new Map<string, string[]>()
-      for (const [pack, hash] of this.db.prepare('SELECT pack, hash FROM chunk').raw(true).iterate() as IterableIterator<[string, Buffer]>) {
-        const list = lists.get(pack)
-        if (list) list.push(storeId(hash, this.key))
-        else lists.set(pack, [storeId(hash, this.key)])
-      }
-      return Object.fromEntries([...lists].map(([pack, sids]) => [pack, sids.join(',')]))
-    })
   }
 
   /** The chunks that lie in these packs, in pack order. */

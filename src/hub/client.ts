@@ -16,7 +16,7 @@ import { createToken, EMPTY_BODY_HASH, sha256Hex } from './auth.js'
 import { checkName, checkTag, DEFAULT_HUB_URL, normalizeNs } from './names.js'
 import {
   API, MAX_QUERY_IDS, packBodyParts,
-  type HubInfo, type JobInfo, type ListAnswer, type MissingAnswer, type MissingQuery, type NameDetail, type PackAnswer, type PackEntry,
+  type HubInfo, type JobInfo, type ListAnswer, type MissingAnswer, type NameDetail, type PackAnswer, type PackEntry,
   type PushAnswer, type TagAnswer, type VersionInfo, type WhoAmI,
 } from './wire.js'
 
@@ -302,18 +302,13 @@ export class HubClient {
     return this.getJson(`${API}/whoami`, true)
   }
 
-  /**
-   * Which of these chunks and packs the hub lacks (batched). `packSids`: the sids of the caller's chunks in some of
-   * `packs` (comma-separated); those of the packs the hub lacks are answered for as if asked in `sids`.
-   */
-  async missing(query: { sids?: readonly string[]; packs?: readonly string[]; packSids?: Readonly<Record<string, string>> }): Promise<MissingAnswer> {
+  /** Which of these chunks and packs the hub lacks (batched). */
+  async missing(query: { sids?: readonly string[]; packs?: readonly string[] }): Promise<MissingAnswer> {
     const sids = [...new Set(query.sids ?? [])]
     const packs = [...new Set(query.packs ?? [])]
     const out: MissingAnswer = { ns: '', missing: [], missingPacks: [], locations: {} }
     for (let i = 0; i < Math.max(sids.length, packs.length, 1); i += MAX_QUERY_IDS) {
-      const batch: MissingQuery = { sids: sids.slice(i, i + MAX_QUERY_IDS), packs: packs.slice(i, i + MAX_QUERY_IDS) }
-      if (query.packSids) batch.packSids = Object.fromEntries(batch.packs!.flatMap((p) => (query.packSids![p] !== undefined ? [[p, query.packSids![p]!]] : [])))
-      const a = await this.sendJson<MissingAnswer>('POST', `${API}/chunks/missing`, batch)
+      const a = await this.sendJson<MissingAnswer>('POST', `${API}/chunks/missing`, { sids: sids.slice(i, i + MAX_QUERY_IDS), packs: packs.slice(i, i + MAX_QUERY_IDS) })
       out.ns = a.ns
       out.missing.push(...a.missing)
       out.missingPacks.push(...a.missingPacks)

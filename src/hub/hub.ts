@@ -24,7 +24,7 @@ import type { Identity } from './auth.js'
 import { HubDb, type ChunkLoc, type Version } from './db.js'
 import { checkDigest, checkName, checkTag, DEFAULT_TAG, normalizeNs } from './names.js'
 import { PackChecks, PackVerifier, verifyDeltas, type FlistCheck, type FlistChunk, type PackCheckJob } from './packs.js'
-import { MAX_INDEX_BYTES, MAX_QUERY_IDS, parsePackIndex, type HubLocation, type PackEntry, type MissingAnswer, type NameDetail, type NameSummary, type PackAnswer, type PushAnswer, type TagAnswer, type VersionInfo, type WhoAmI } from './wire.js'
+import { MAX_INDEX_BYTES, parsePackIndex, type HubLocation, type PackEntry, type MissingAnswer, type NameDetail, type NameSummary, type PackAnswer, type PushAnswer, type TagAnswer, type VersionInfo, type WhoAmI } from './wire.js'
 
 export const GIB = 1024 ** 3
 export const MIB = 1024 ** 2
@@ -263,19 +263,11 @@ export class Hub {
   // ---- chunks and packs ----
 
   /** Which of the asked packs and chunks the hub lacks, and where the chunks it has are (for this caller). */
-  missing(identity: Identity, query: { sids: readonly string[]; packs: readonly string[]; packSids?: Readonly<Record<string, string>> }): MissingAnswer {
-    const missingPacks = [...new Set(query.packs)].filter((p) => this.db.packSize(p) === undefined)
-    // The sids listed for the packs the hub lacks are asked about too; those of the packs it has are not.
-    let sids = [...query.sids]
-    for (const p of missingPacks) {
-      const list = query.packSids?.[p]
-      if (list !== undefined) sids = sids.concat(list.split(','))
-    }
-    if (sids.length > MAX_QUERY_IDS) throw zerr('INVALID_ARGUMENT', `the query asks about ${sids.length} sids, more than the ${MAX_QUERY_IDS} one query may (ask in batches)`)
-    const found = this.db.usableLocations(sids, identity.ns)
+  missing(identity: Identity, query: { sids: readonly string[]; packs: readonly string[] }): MissingAnswer {
+    const found = this.db.usableLocations(query.sids, identity.ns)
     const locations: Record<string, HubLocation> = {}
     const missing: string[] = []
-    for (const sid of new Set(sids)) {
+    for (const sid of new Set(query.sids)) {
       const l = found.get(sid)
       if (!l) {
         missing.push(sid)
@@ -285,6 +277,7 @@ export class Hub {
       if (l.base !== undefined) loc.base = l.base
       locations[sid] = loc
     }
+    const missingPacks = [...new Set(query.packs)].filter((p) => this.db.packSize(p) === undefined)
     return { ns: identity.ns, missing, missingPacks, locations }
   }
 

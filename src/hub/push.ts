@@ -1,8 +1,8 @@
 // Pushing to a hub.
 //
-// An flist (`pushFlist`): ask which of its packs the hub lacks and, for the chunks of those packs, which the hub
-// already has elsewhere (one query carrying every chunk's sid by pack; two for images too large for one). Chunks
-// the hub has as full chunks are pointed at the hub's copy; a local pack whose chunks the hub all lacks is uploaded as it is; the few missing chunks of other packs are copied (still
+// An flist (`pushFlist`): ask which of its packs the hub lacks; for the chunks of those packs, ask which the hub
+// already has elsewhere. Chunks the hub has as full chunks are pointed at the hub's copy; a local pack whose
+// chunks the hub all lacks is uploaded as it is; the few missing chunks of other packs are copied (still
 // encoded) into new packs. Chunk locations are not covered by the root hash (docs/flist-format.md §5), so the
 // metadata sent may point elsewhere than the local file and its seal and signatures stay valid. Only the
 // bytes the hub lacks move. The metadata goes before the packs (once every pack is on its way when it had to be
@@ -28,7 +28,7 @@ import type { Store } from '../store/types.js'
 import { PushableFlist } from './chunks.js'
 import { MAX_READ_WHOLE, type HubClient } from './client.js'
 import { DEFAULT_TAG } from './names.js'
-import { MAX_QUERY_IDS, type HubLocation, type PackEntry, type PushAnswer } from './wire.js'
+import type { HubLocation, PackEntry, PushAnswer } from './wire.js'
 
 export const PACK_TARGET = 4 * 1024 * 1024
 const READ_BATCH = 256
@@ -50,11 +50,6 @@ export interface PushOptions {
   store?: Store
   /** Pack uploads in flight (default 3). */
   concurrency?: number
-  /**
-   * Most chunk sids the first query carries (default the most a hub takes, MAX_QUERY_IDS): a larger image asks
-   * about the chunks of the packs the hub lacks in a second query.
-   */
-  maxQueryIds?: number
   onProgress?: (p: PushProgress) => void
 }
 
@@ -111,27 +106,21 @@ async function push(client: HubClient, file: string, options: PushOptions, metad
   let ns = options.ns
   let early: Promise<void> | undefined
   const sizes = new Map<string, Promise<number | undefined>>()
-  let packSids: Record<string, string> | undefined
-  let located: Record<string, HubLocation> | undefined
   try {
     encrypted = flist.encrypted
     const packCounts = flist.packs()
     for (const n of packCounts.values()) chunkCount += n
     progress({ phase: 'query', done: 0, total: chunkCount })
     const packs = [...packCounts.keys()]
-    // When one query can carry the sid of every chunk, it also asks, for the chunks of the packs the hub lacks,
-    // where the hub has them elsewhere: one round trip instead of two.
-    if (chunkCount <= (options.maxQueryIds ?? MAX_QUERY_IDS) && packs.length <= MAX_QUERY_IDS) packSids = flist.sidsByPack()
-    const asked = client.missing(packSids ? { packs, packSids } : { packs })
-    // Read while the query is out (its request is written already): the metadata then goes the moment the
-    // answer names the namespace, ahead of any second query and the packs. Read synchronously, since an
+    const asked = client.missing({ packs })
+    // Read while the first query is out (its request is written already): the metadata then goes the moment the
+    // answer names the namespace, ahead of the second query and the packs. Read synchronously, since an
     // asynchronous read that ends after the second answer sent it among the packs, which delayed its arrival on
     // the hub (and so its checks) until the pack bytes were all in.
     metadata.prepare(file)
     const answer = await asked
-    if (packSids) located = answer.locations
     ns ??= answer.ns
-    // The metadata goes now, unchanged, before any second query and the packs: the hub checks it while they
+    // The metadata goes now, unchanged, before the second query and the packs: the hub checks it while they
     // are sent. It stands when every chunk the hub lacks is in a pack sent whole (a second version packed into
     // the same store); otherwise it is abandoned below and the rewritten file goes instead.
     early = metadata.send(ns, file)
@@ -149,7 +138,7 @@ async function push(client: HubClient, file: string, options: PushOptions, metad
   } finally {
     flist.close()
   }
-  if (!located) located = inMissing.length ? (await client.missing({ sids: inMissing.map((c) => c.sid) })).locations : {}
+  const located = inMissing.length ? (await client.missing({ sids: inMissing.map((c) => c.sid) })).locations : {}
   progress({ phase: 'query', done: chunkCount, total: chunkCount })
 
   // Which chunks move: those the hub has no full copy of.

@@ -32,31 +32,12 @@ export type PackEntry = z.infer<typeof PackEntrySchema>
 
 export const PackIndexSchema = z.object({ chunks: z.array(PackEntrySchema).max(1_000_000) }).strict()
 
-/** Sids separated by commas: the chunks of a large image in one query, without a JSON string per sid. */
-const sidList = z
-  .string()
-  .max(MAX_QUERY_IDS * 129)
-  .regex(/^[0-9a-f]{16,128}(?:,[0-9a-f]{16,128})*$/, 'must be lowercase hex sids separated by commas')
-
 export const MissingQuerySchema = z
   .object({
     sids: z.array(hexId).max(MAX_QUERY_IDS).default([]),
     packs: z.array(packId).max(MAX_QUERY_IDS).default([]),
-    /**
-     * For packs in `packs`: the sids of the caller's chunks in each. Those of the packs the hub lacks are looked up
-     * as if they were in `sids` (a push learns in one round trip which packs to send and which of their chunks
-     * the hub has elsewhere); those of the packs it has are not.
-     */
-    packSids: z.record(packId, sidList).optional(),
   })
   .strict()
-  .superRefine((q, ctx) => {
-    if (!q.packSids) return
-    const packs = new Set(q.packs)
-    for (const pack of Object.keys(q.packSids)) {
-      if (!packs.has(pack)) ctx.addIssue({ code: 'custom', path: ['packSids', pack], message: 'is not one of the packs asked about' })
-    }
-  })
 export type MissingQuery = z.input<typeof MissingQuerySchema>
 
 export const TagMoveSchema = z.object({ digest: z.string().regex(/^[0-9a-f]{64}$/) }).strict()

@@ -9,7 +9,7 @@ import type { KeyPair } from '../../src/core/keys.js'
 import { FlistReader } from '../../src/flist/reader.js'
 import { createToken, sha256Hex } from '../../src/hub/auth.js'
 import { pushFlist } from '../../src/hub/push.js'
-import { encodePackBody, MAX_QUERY_IDS, type PackEntry } from '../../src/hub/wire.js'
+import { encodePackBody, type PackEntry } from '../../src/hub/wire.js'
 import { packPath } from '../../src/store/dir.js'
 import { tempDir } from '../helpers/tmp.js'
 import { census, newKey, nsOf, packTree, rawRequest, signedPart, startTestHub, tree, type Packed, type TestHub } from './helpers.js'
@@ -89,13 +89,6 @@ test('api - packs: upload verified and idempotent, Range reads with ETag and imm
   assert.deepEqual(after.missing, ['ab'.repeat(32)])
   const e0 = p!.entries[0]!
   assert.deepEqual(after.locations[e0.sid], { pack: p!.id, offset: e0.offset, length: e0.length, size: e0.size, codec: e0.codec })
-  // One query for packs and their chunks: the sids listed for a pack the hub lacks are answered for, those of a
-  // pack it has are not looked at.
-  const [absent, stray, lost] = ['ef'.repeat(32), 'cd'.repeat(32), '12'.repeat(32)]
-  const both = await client.missing({ packs: [p!.id, absent], packSids: { [p!.id]: stray, [absent]: `${e0.sid},${lost}` } })
-  assert.deepEqual(both.missingPacks, [absent])
-  assert.deepEqual(both.missing, [lost], 'the sid listed for the stored pack is not looked at')
-  assert.deepEqual(Object.keys(both.locations), [e0.sid], 'a chunk of the missing pack that the hub has elsewhere')
 
   const res = await fetch(`${hub.url}/packs/${p!.id}`, { headers: { range: 'bytes=10-1009' } })
   assert.equal(res.status, 206)
@@ -526,21 +519,6 @@ test('api - bad requests get clear errors and never crash the server', async (t)
   const wrongField = await rawRequest(hub.url, 'POST', '/api/v1/chunks/missing', { key, body: Buffer.from('{"sids":["XYZ"]}') })
   assert.equal(wrongField.status, 400)
   assert.match(wrongField.json.error!.message, /sids\.0/)
-  const pack = 'ab'.repeat(32)
-  for (const [body, message] of [
-    [{ packs: [pack], packSids: { [pack]: 'XYZ' } }, /packSids\.a.*separated by commas/],
-    [{ packs: [pack], packSids: { [pack]: `${'cd'.repeat(32)},` } }, /separated by commas/],
-    [{ packs: [], packSids: { [pack]: 'cd'.repeat(32) } }, /not one of the packs asked about/],
-    [{ packs: [pack], packSids: { nothex: 'cd'.repeat(32) } }, /packSids/],
-  ] as const) {
-    const r = await rawRequest(hub.url, 'POST', '/api/v1/chunks/missing', { key, body: Buffer.from(JSON.stringify(body)) })
-    assert.equal(r.status, 400, JSON.stringify(body))
-    assert.match(r.json.error!.message, message)
-  }
-  const tooMany = Array.from({ length: MAX_QUERY_IDS + 1 }, (_, i) => i.toString(16).padStart(64, '0')).join(',')
-  const over = await rawRequest(hub.url, 'POST', '/api/v1/chunks/missing', { key, body: Buffer.from(JSON.stringify({ packs: [pack], packSids: { [pack]: tooMany } })) })
-  assert.equal(over.status, 400)
-  assert.match(over.json.error!.message, /more than the 50000 one query may/)
   assert.equal((await fetch(`${hub.url}/healthz`)).status, 200)
 })
 
