@@ -87,13 +87,19 @@ interface Row {
   storedBytes: number
 }
 
+/** Passes of the engine over a series: the first, then enough for a steady state (the median of the last three). */
+const ENGINE_PASSES = 5
+const STEADY_PASSES = 3
+
 /**
- * The packing engine alone: `pack()` in one process with one worker pool, every tree of the series packed three
- * times. The first pass (into a scratch store) is the engine's first pack in a fresh process: V8 compiles the code
- * in three isolates and the heaps, buffers and malloc arenas are touched for the first time. The third, into the
- * store whose size is reported, is its steady state, what a resident packer (a hub converting images) sustains:
- * a Debian root's pack time settles by then (1.23-1.40 s, 1.07-1.24, 0.96-1.01, then 0.92-0.99 and 0.94 here).
- * Runs in a child process with the malloc settings zos runs with (bin/zos, core/malloc.ts), as a fresh process.
+ * The packing engine alone: `pack()` in one process with one worker pool, every tree of the series packed
+ * ENGINE_PASSES times, each pass into a fresh store. The first pass is the engine's first pack in a fresh process:
+ * V8 compiles the code in three isolates and the heaps, buffers and malloc arenas are touched for the first time.
+ * The median of the last three passes is its steady state, what a resident packer (a hub converting images)
+ * sustains: a Debian root's pack time settles by the third pass (1.23-1.40 s, 1.07-1.24, 0.96-1.01, then
+ * 0.92-0.99 and 0.94 here); a median of three keeps one slow moment of this shared machine out of the figure. The
+ * last pass's store is the one whose size is reported. Runs in a child process with the malloc settings zos runs
+ * with (bin/zos, core/malloc.ts), as a fresh process.
  */
 async function engineChild(out: string, trees: string[]): Promise<void> {
   const { pack, createPackPool } = await import('../src/flist/pack.js')
@@ -102,25 +108,30 @@ async function engineChild(out: string, trees: string[]): Promise<void> {
   const pool = createPackPool()
   const seconds: number[] = []
   try {
-    for (const pass of ['first', 'second', 'steady']) {
-      const steady = pass === 'steady'
-      const store = await openWritableStore(`dir://${join(out, steady ? 'api-store' : `api-${pass}-store`)}`)
+    for (let pass = 0; pass < ENGINE_PASSES; pass++) {
+      const last = pass === ENGINE_PASSES - 1
+      const store = await openWritableStore(`dir://${join(out, last ? 'api-store' : `api-${pass}-store`)}`)
       const t = performance.now()
       try {
-        for (const [i, tree] of trees.entries()) await pack({ source: await openSource(tree), output: join(out, steady ? `api-${i}.fl` : `api-${pass}-${i}.fl`), store, pool })
+        for (const [i, tree] of trees.entries()) await pack({ source: await openSource(tree), output: join(out, last ? `api-${i}.fl` : `api-${pass}-${i}.fl`), store, pool })
       } finally {
         await store.close()
       }
       seconds.push((performance.now() - t) / 1000)
-      if (!steady) rmSync(join(out, `api-${pass}-store`), { recursive: true, force: true })
+      if (!last) rmSync(join(out, `api-${pass}-store`), { recursive: true, force: true })
     }
   } finally {
     await pool.close()
   }
-  process.stdout.write(JSON.stringify({ first: seconds[0], steady: seconds[2] }) + '\n')
+  process.stdout.write(JSON.stringify({ first: seconds[0], steady: median(seconds.slice(-STEADY_PASSES)), passes: seconds }) + '\n')
 }
 
-function packInProcess(trees: string[], out: string): { first: number; steady: number } {
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
+}
+
+function packInProcess(trees: string[], out: string): { first: number; steady: number; passes: number[] } {
   const self = new URL(import.meta.url).pathname
   const r = spawnSync(process.execPath, [...(self.endsWith('.ts') ? ['--import', 'tsx'] : []), self, '--engine-child', out, ...trees], {
     encoding: 'utf8',
@@ -128,7 +139,7 @@ function packInProcess(trees: string[], out: string): { first: number; steady: n
     env: withMallocTunables(),
   })
   if (r.status !== 0) throw new Error(`the engine's process failed (${r.status})`)
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as { first: number; steady: number }
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as { first: number; steady: number; passes: number[] }
 }
 
 async function measure(name: string, trees: string[]): Promise<{ rows: Row[]; ratios: Record<string, number> }> {
@@ -148,14 +159,17 @@ async function measure(name: string, trees: string[]): Promise<{ rows: Row[]; ra
   rows.push({ tool: 'zos flist pack, CLI per tree (packs + metadata)', seconds: zosSeconds, inputBytes: input, storedBytes: duBytes(join(store, 'packs')) + flBytes })
   const engine = packInProcess(trees, out)
   const apiStored = duBytes(join(out, 'api-store', 'packs')) + trees.reduce((n, _t, i) => n + statSync(join(out, `api-${i}.fl`)).size, 0)
-  rows.push({ tool: 'zos pack() API, one process (engine), steady state', seconds: engine.steady, inputBytes: input, storedBytes: apiStored })
+  process.stderr.write(`${name}: engine passes ${engine.passes.map((x) => x.toFixed(2)).join(', ')} s\n`)
+  rows.push({ tool: `zos pack() API, one process (engine), steady state (median of passes ${ENGINE_PASSES - STEADY_PASSES + 1}-${ENGINE_PASSES})`, seconds: engine.steady, inputBytes: input, storedBytes: apiStored })
   rows.push({ tool: 'zos pack() API, first pass in a fresh process', seconds: engine.first, inputBytes: input, storedBytes: apiStored })
 
-  let tarSeconds = 0
-  trees.forEach((tree, i) => {
-    tarSeconds += timed(() => sh(`tar -cf - -C ${tree} . | zstd -3 -T0 -q -f -o ${out}/${i}.tar.zst`))
-  })
-  rows.push({ tool: 'tar | zstd -3 -T0', seconds: tarSeconds, inputBytes: input, storedBytes: trees.reduce((n, _t, i) => n + statSync(join(out, `${i}.tar.zst`)).size, 0) })
+  // The anchor as often as the engine's steady state is sampled, and its median too.
+  const tarRuns: number[] = []
+  for (let run = 0; run < STEADY_PASSES; run++) {
+    tarRuns.push(trees.reduce((n, tree, i) => n + timed(() => sh(`tar -cf - -C ${tree} . | zstd -3 -T0 -q -f -o ${out}/${i}.tar.zst`)), 0))
+  }
+  const tarSeconds = median(tarRuns)
+  rows.push({ tool: `tar | zstd -3 -T0 (median of ${STEADY_PASSES})`, seconds: tarSeconds, inputBytes: input, storedBytes: trees.reduce((n, _t, i) => n + statSync(join(out, `${i}.tar.zst`)).size, 0) })
 
   if (have('mksquashfs')) {
     let sqSeconds = 0
