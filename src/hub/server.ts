@@ -281,6 +281,11 @@ export async function startHub(options: HubServerOptions): Promise<HubServer> {
       const waitMs = intParam(q, 'wait', 0, MAX_PACK_WAIT_MS / 1000) * 1000
       normalizeNs(p.ns)
       checkName(p.name)
+      // An uploader that goes away stops the wait for packs (its push failed or changed its mind). Listened for
+      // before the body is read: a connection closed right after its last byte is gone by the time the body is
+      // on file, and its 'close' would not come again.
+      const gone = new AbortController()
+      res.once('close', () => gone.abort())
       const { identity, bodyHash } = await authenticate(req)
       ctx.ns = identity.ns
       const up = await spoolBody(req, hub.tmpDir, hub.limits.flist, 'flist metadata upload')
@@ -291,9 +296,6 @@ export async function startHub(options: HubServerOptions): Promise<HubServer> {
         await rm(up.path, { force: true })
         throw err
       }
-      // An uploader that goes away stops the wait for packs (its push failed or changed its mind).
-      const gone = new AbortController()
-      res.once('close', () => gone.abort())
       const answer = await hub.commitFlist(
         { identity, converted: false },
         { ns: p.ns, name: p.name, tag, latest, path: up.path, digest: up.sha256, size: up.size, durable: up.durable },
