@@ -14,11 +14,11 @@
 //              median and range over all of them. Also shown: `curl -T` of the same bytes (includes starting
 //              curl), and `pushFlist` of the changed files alone to a hub holding version 1 (the same new packs
 //              through the same checks: what the shared part of the image costs).
-//   over a link  the same second versions and anchors again, with the hub and the sink in a network namespace behind a
-//              veth pair shaped with tbf to HUB_BENCH_LINK (default 1gbit; `off` skips it; needs root and tc): over
-//              loopback the anchor is a memory copy, so the push's fixed costs (its query, the checks of every new
-//              byte on the same two cores) weigh in full; over a link moving the bytes takes time, as between a
-//              publisher and a hub on two machines.
+//   over a link  the same second versions and anchors again, with the hub and the sink in a network namespace
+//              behind a veth pair shaped with tbf to HUB_BENCH_LINK (default 1gbit; `off` skips it; needs root and
+//              tc): over loopback the anchor is a memory copy, so the push's fixed costs (its queries, the checks of
+//              every new byte on the same two cores) weigh in full; over a link moving the bytes takes time, as
+//              between a publisher and a hub on two machines.
 // The hub runs as `zos hub serve` in a child process; data lives on tmpfs (/dev/shm) so the figures measure code
 // and loopback, not the disk. Best of ROUNDS rounds, each on a fresh hub.
 //   npm run bench -- hub [--quick]        HUB_BENCH_LINK=100mbit npm run bench -- hub
@@ -65,8 +65,7 @@ interface Child {
  */
 interface Link {
   netns: string
-  /** This side's address, and the namespace's (where the hub and the sink listen). */
-  near: string
+  /** The namespace's address, where the hub and the sink listen. */
   far: string
   rate: string
   close(): void
@@ -101,7 +100,7 @@ function makeLink(): Link | string {
     const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim()
     return `could not make a ${rate} link (${stderr || (err as Error).message})`
   }
-  return { netns, near, far, rate, close }
+  return { netns, far, rate, close }
 }
 
 /** The URL a server child prints as its first stdout line. */
