@@ -37,6 +37,7 @@ import { GridClient } from '../src/client/client.js'
 import { containerDeployment } from '../src/client/build.js'
 import { exec } from '../src/core/exec.js'
 import { teardownNode } from '../src/node/storage/teardown.js'
+import { median } from './lib/stats.js'
 
 const quick = process.argv.includes('--quick')
 const ROUNDS = quick ? 3 : 7
@@ -54,11 +55,6 @@ interface Sample {
   output: number
   total: number
   detail: Record<string, number>
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
 }
 
 const fmt = (ms: number): string => `${ms.toFixed(0)} ms`

@@ -18,6 +18,7 @@ import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { join, resolve } from 'node:path'
 import { FORMAT_VERSION } from '../src/flist/schema.js'
+import { median } from './lib/stats.js'
 
 const args = process.argv.slice(2)
 const flag = (name: string): boolean => args.includes(name)
@@ -335,10 +336,6 @@ async function dd(file: string, direct: boolean): Promise<number> {
 }
 
 const best = (xs: number[]): number => Math.max(...xs)
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
-}
 
 const PY_READERS = `
 import os, sys, time, random

@@ -7,6 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { withMallocTunables } from '../src/core/malloc.js'
+import { median } from './lib/stats.js'
 
 const args = process.argv.slice(2)
 const flag = (name: string): boolean => args.includes(name)
@@ -124,11 +125,6 @@ async function engineChild(out: string, trees: string[]): Promise<void> {
     await pool.close()
   }
   process.stdout.write(JSON.stringify({ first: seconds[0], steady: median(seconds.slice(-STEADY_PASSES)), passes: seconds }) + '\n')
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
 }
 
 function packInProcess(trees: string[], out: string): { first: number; steady: number; passes: number[] } {
