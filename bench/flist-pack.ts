@@ -205,7 +205,8 @@ function print(name: string, trees: number, r: { rows: Row[]; ratios: Record<str
   process.stdout.write(`\n## ${name} (${trees} tree${trees > 1 ? 's' : ''}, ${mb(r.rows[0]!.inputBytes)} MB of input)\n`)
   process.stdout.write('| tool | time s | MB/s | stored MB |\n|---|---|---|---|\n')
   for (const row of r.rows) {
-    process.stdout.write(`| ${row.tool} | ${row.seconds.toFixed(2)} | ${(row.inputBytes / 1e6 / row.seconds).toFixed(0)} | ${mb(row.storedBytes)} |\n`)
+    // A cell's own `|` (as in `tar | zstd`) would end the cell.
+    process.stdout.write(`| ${row.tool.replaceAll('|', '\\|')} | ${row.seconds.toFixed(2)} | ${(row.inputBytes / 1e6 / row.seconds).toFixed(0)} | ${mb(row.storedBytes)} |\n`)
   }
   for (const [k, v] of Object.entries(r.ratios)) process.stdout.write(`- ${k}: **${v.toFixed(3)}x**\n`)
 }
