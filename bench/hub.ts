@@ -39,6 +39,7 @@ import { HubClient } from '../src/hub/client.js'
 import { pushFlist } from '../src/hub/push.js'
 import { DirStore, packPath } from '../src/store/dir.js'
 import { HttpStore } from '../src/store/http.js'
+import { urlFromStdout } from './lib/child.js'
 
 const quick = process.argv.includes('--quick')
 /** HUB_BENCH_TRACE=1: each second-version push's phases and each side's CPU, on stderr. */
@@ -101,19 +102,6 @@ function makeLink(): Link | string {
     return `could not make a ${rate} link (${stderr || (err as Error).message})`
   }
   return { netns, far, rate, close }
-}
-
-/** The URL a server child prints as its first stdout line. */
-function urlFromStdout(child: ChildProcess, what: string): Promise<string> {
-  return new Promise<string>((resolve, reject) => {
-    let out = ''
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString()
-      const m = /^(http:\/\/\S+)\n/.exec(out)
-      if (m) resolve(m[1]!)
-    })
-    child.once('exit', (code) => reject(new Error(`${what} exited with ${code}`)))
-  })
 }
 
 /** Spawns node with these arguments: here, or inside the link's namespace (`ip netns exec` execs it: same pid). */

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url'
 import { DirStore, packPath } from '../src/store/dir.js'
 import { HttpStore } from '../src/store/http.js'
 import type { PackRange, Store } from '../src/store/types.js'
+import { urlFromStdout } from './lib/child.js'
 
 const quick = process.argv.includes('--quick')
 const PACKS = 8
@@ -57,15 +58,7 @@ async function startServer(root: string): Promise<{ url: string; stop(): Promise
   const child = spawn(process.execPath, [...(fromSource ? ['--import', 'tsx'] : []), main, 'store', 'serve', root, '--port', '0'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   })
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = ''
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString()
-      const m = /^(http:\/\/\S+)\n/.exec(out)
-      if (m) resolve(m[1]!)
-    })
-    child.once('exit', (code) => reject(new Error(`zos store serve exited with ${code}`)))
-  })
+  const url = await urlFromStdout(child, 'zos store serve')
   return {
     url,
     stop: () =>
